@@ -1,0 +1,1 @@
+"""tlgan_jax: TL-GAN in JAX."""

@@ -1,0 +1,87 @@
+"""Attribute extractors F: image -> scores, as a small wrapper around pure functions.
+
+An `Extractor` has
+  raw_apply(params, x) -> outputs: the network on its native, already-preprocessed NCHW
+      float32 input, giving exactly the original outputs (probabilities, logits, ...);
+  preprocess(images) -> x: generator images (NHWC, nominal [-1, 1], any size) to that
+      native input: anti-aliased resize, grey where needed, the original normalisation;
+  scores(outputs) -> [N, k]: one float32 score per attribute (see each extractor's doc).
+`ext(images)` = scores(raw_apply(params, preprocess(images))) as {attribute: [N]}.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Extractor:
+    name: str
+    attributes: tuple[str, ...]
+    input_shape: tuple[int, int, int]          # native (C, H, W)
+    params: Any
+    raw_apply: Callable[[Any, jax.Array], jax.Array]
+    preprocess: Callable[[jax.Array], jax.Array]
+    scores: Callable[[jax.Array], jax.Array]
+    binary: tuple[bool, ...]                   # per attribute: score is a logit (label = score > 0)
+    info: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if len(self.binary) != len(self.attributes):
+            raise ValueError("binary must have one flag per attribute")
+
+    def score_array(self, params, images: jax.Array) -> jax.Array:
+        """Pure: generator images -> [N, k] scores (for use inside a larger jitted function)."""
+        return self.scores(self.raw_apply(params, self.preprocess(images)))
+
+    @functools.cached_property
+    def _jitted_scores(self):
+        return jax.jit(self.score_array)
+
+    @functools.cached_property
+    def _jitted_raw(self):
+        return jax.jit(self.raw_apply)
+
+    def __call__(self, images) -> dict[str, jax.Array]:
+        images = check_images(images, self.name)
+        s = self._jitted_scores(self.params, images)
+        return {a: s[:, i] for i, a in enumerate(self.attributes)}
+
+    def raw(self, x) -> jax.Array:
+        shape = getattr(x, "shape", None)
+        if shape is None or len(shape) != 4 or tuple(shape[1:]) != self.input_shape:
+            raise ValueError(f"{self.name}: raw input must be preprocessed NCHW float32 of shape "
+                             f"[N, {', '.join(map(str, self.input_shape))}], got shape {shape}")
+        return self._jitted_raw(self.params, jnp.asarray(x, jnp.float32))
+
+
+def check_images(images, what: str) -> jax.Array:
+    shape = getattr(images, "shape", None)
+    if shape is None or len(shape) != 4 or shape[-1] not in (1, 3):
+        raise ValueError(f"{what}: images must be NHWC [N, H, W, 3] (or 1 channel) float in "
+                         f"[-1, 1], got shape {shape}")
+    return jnp.asarray(images, jnp.float32)
+
+
+def resize_antialiased(images: jax.Array, size: int) -> jax.Array:
+    """NHWC resize to size×size with an anti-aliasing (triangle) filter when downsampling."""
+    n, h, w, c = images.shape
+    if (h, w) == (size, size):
+        return images
+    return jax.image.resize(images, (n, size, size, c), method="linear", antialias=True)
+
+
+def to_grey(images: jax.Array) -> jax.Array:
+    """NHWC RGB -> NHWC grey with ITU-R BT.601 luma (OpenCV's RGB2GRAY): .299 R + .587 G + .114 B."""
+    w = jnp.asarray([0.299, 0.587, 0.114], images.dtype)
+    return jnp.sum(images * w, axis=-1, keepdims=True)
+
+
+def stack_scores(extractors: Sequence[Extractor], params: Sequence[Any],
+                 images: jax.Array) -> jax.Array:
+    """Pure: all extractors' scores side by side, [N, sum k]."""
+    return jnp.concatenate([e.score_array(p, images) for e, p in zip(extractors, params)], axis=1)
