@@ -186,17 +186,33 @@ def cached_params(key: str, convert: Callable[[], Any]) -> Any:
 
     target = cache_dir() / "params" / key
     ckptr = ocp.PyTreeCheckpointer()
-    if not target.exists():
-        with _locked(target):
-            if not target.exists():
-                params = convert()
-                tmp = target.parent / f".{key}.tmp-{os.getpid()}"
-                shutil.rmtree(tmp, ignore_errors=True)
-                ckptr.save(tmp.resolve(), params)
-                os.replace(tmp, target)
-                return params
+    with _quiet_orbax():
+        if not target.exists():
+            with _locked(target):
+                if not target.exists():
+                    params = convert()
+                    tmp = target.parent / f".{key}.tmp-{os.getpid()}"
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    ckptr.save(tmp.resolve(), params)
+                    os.replace(tmp, target)
+                    return params
+        try:
+            return ckptr.restore(target.resolve())
+        except Exception as e:  # a damaged cache entry: say where it is and how to rebuild it
+            raise AssetError(f"cannot read cached parameters {target} ({type(e).__name__}: {e}); "
+                             f"delete that directory to convert the weights again") from e
+
+
+@contextlib.contextmanager
+def _quiet_orbax():
+    """Silence orbax's per-call INFO logs and its sharding warning (we restore numpy on host)."""
+    import warnings
+    from absl import logging as absl_logging
+    level = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.WARNING)
     try:
-        return ckptr.restore(target.resolve())
-    except Exception as e:  # a damaged cache entry: say where it is and how to rebuild it
-        raise AssetError(f"cannot read cached parameters {target} ({type(e).__name__}: {e}); "
-                         f"delete that directory to convert the weights again") from e
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sharding info not provided")
+            yield
+    finally:
+        absl_logging.set_verbosity(level)

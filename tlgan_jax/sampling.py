@@ -133,14 +133,16 @@ class Sampler:
             for i in todo:
                 rows = min(shard_size, num - i * shard_size)
                 z = shard_latents(key, i, shard_size, self.gen.latent_dim)[:rows]
-                pending = self._label_async(z)
-                y = np.concatenate([np.asarray(yb)[:n] for yb, n in pending])
+                parts = []
+                for yb, n in self._label_async(z):
+                    parts.append(np.asarray(yb)[:n])
+                    bar.update(n)
+                y = np.concatenate(parts)
                 z = np.asarray(z)
                 if store is not None:
                     store.write(i, z, y)
                 else:
                     held[i] = (z, y)
-                bar.update(rows)
         if store is not None:
             store.finish()
             z, y = store.load_all()

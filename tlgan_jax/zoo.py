@@ -42,19 +42,25 @@ def _digiface64() -> Generator:
                      info={"source": "gan-face-generate==1.1.1 weights.tar (DCGAN, DigiFace-1M)"})
 
 
+def _pggan_kwargs(fast: bool) -> dict:
+    # Both run Conv0 as the exact 4-phase sub-pixel rewrite of upsample + 3×3 conv (parity with
+    # the faithful form ~2e-6 on the fixtures); fast adds bf16 compute (GPU).
+    return {"dtype": jnp.bfloat16 if fast else jnp.float32, "conv0": "subpixel"}
+
+
 def _pggan_pickle(path: str, fast: bool) -> Generator:
     from tlgan_jax.models import pggan
     from tlgan_jax.readers.pggan_pickle import load_pggan_pickle
     net = load_pggan_pickle(path)
-    gen = pggan.as_generator(pggan.params_from_network(net), net.config, fast=fast,
-                             name=f"pggan:{path}")
-    return gen
+    return pggan.as_generator(pggan.params_from_network(net), net.config, name=f"pggan:{path}",
+                              **_pggan_kwargs(fast))
 
 
 def _pggan1024(fast: bool, seed: int = 0) -> Generator:
     from tlgan_jax.models import pggan
     params = pggan.random_params(jax.random.key(seed), pggan.CELEBAHQ_1024)
-    return pggan.as_generator(params, pggan.CELEBAHQ_1024, fast=fast, name="pggan1024")
+    return pggan.as_generator(params, pggan.CELEBAHQ_1024, name="pggan1024",
+                              **_pggan_kwargs(fast))
 
 
 def load_generator(name: str = EMBEDDED_GENERATOR, *, fast: bool = False) -> Generator:

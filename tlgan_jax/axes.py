@@ -1,0 +1,364 @@
+"""Attribute axes in a latent space: unit directions n_a ∈ R^d, one per attribute name.
+
+Disentangling (TL-GAN's "lock"): with locked axes L = (l_1, …, l_m) in the order given,
+    l'_1 … l'_m = Gram-Schmidt(l_1, …, l_m)        (in that order; span unchanged)
+    n'_a = n_a − Σ_j (n_a·l'_j) l'_j / ‖l'_j‖²      for every other (target) axis,
+    all re-normalised.
+The targets depend only on span(L), but the locked axes themselves depend on the ORDER of the
+lock list (l_1 is kept, l_2 loses its l_1 component, …) whenever they are not orthogonal.
+Conditional direction (InterFaceGAN): with condition directions C [m, d] (rows),
+    (C Cᵀ) x = C n,   n' = (n − Cᵀ x) / ‖n − Cᵀ x‖,
+the projection of n onto the orthogonal complement of span C: the same as a TL-GAN target.
+Files (`Axes.save`/`Axes.load`): `axes.npz` written with np.savez, read with
+allow_pickle=False: `directions` [d, k] float32, `names` [k] unicode, `method`, `format`, and
+`metadata` / `diagnostics` as JSON strings (non-finite numbers stored as null).
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FILE_FORMAT = "tlgan_jax.axes/1"
+_UNIT_TOL = 1e-3          # |‖n‖ − 1| allowed for stored directions
+_DEGENERATE_TOL = 1e-4    # residual below this fraction of a vector's norm: it is in the span
+
+
+class UnknownAxisError(KeyError, ValueError):
+    """An axis name that the Axes do not have (both a KeyError and a ValueError)."""
+
+    def __str__(self) -> str:            # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+def orthonormal_basis(vectors: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Gram-Schmidt of the columns of `vectors` [d, m] in column order.
+
+    Returns (Q [d, m] orthonormal with Q[:, i] ∝ the i-th Gram-Schmidt vector, r [m] the
+    residual norm of each column relative to its own norm; r ≈ 0 means column i lies in the
+    span of the earlier ones). Computed as a QR factorisation with the signs fixed so that
+    diag(R) > 0, which is Gram-Schmidt done stably.
+    """
+    v = jnp.asarray(vectors, jnp.float32)
+    q, r = jnp.linalg.qr(v)
+    diag = jnp.diagonal(r)
+    sign = jnp.where(diag < 0, -1.0, 1.0)
+    rel = jnp.abs(diag) / jnp.maximum(jnp.linalg.norm(v, axis=0), 1e-30)
+    return q * sign[None, :], rel
+
+
+def project_out(vectors: jax.Array, basis: jax.Array) -> jax.Array:
+    """Columns of `vectors` [d, t] minus their projection on span(basis) ([d, m] orthonormal).
+
+    Applied twice ("twice is enough") so the result is orthogonal to float32 precision.
+    """
+    v = jnp.asarray(vectors, jnp.float32)
+    for _ in range(2):
+        v = v - basis @ (basis.T @ v)
+    return v
+
+
+def normalize_columns(vectors: jax.Array) -> jax.Array:
+    """Each column divided by its L2 norm."""
+    v = jnp.asarray(vectors, jnp.float32)
+    return v / jnp.linalg.norm(v, axis=0, keepdims=True)
+
+
+def conditional_direction(n: jax.Array, conditions: jax.Array) -> jax.Array:
+    """InterFaceGAN: solve (C Cᵀ) x = C n, n' = n − Cᵀ x, return n'/‖n'‖.
+
+    n: [d]; conditions C: [m, d] (rows; need not be unit or orthogonal, must be independent).
+    """
+    n = jnp.asarray(n, jnp.float32)
+    c = jnp.asarray(conditions, jnp.float32)
+    if n.ndim != 1 or c.ndim != 2 or c.shape[1] != n.shape[0]:
+        raise ValueError(f"conditional_direction: need n [d] and conditions [m, d], got shapes "
+                         f"{n.shape} and {c.shape}")
+    _, rel = orthonormal_basis(c.T)
+    if c.shape[0] > c.shape[1] or float(jnp.min(rel)) < _DEGENERATE_TOL:
+        raise ValueError("conditional_direction: the condition directions are linearly "
+                         "dependent, so C Cᵀ is singular")
+    hi = jax.lax.Precision.HIGHEST
+    x = jnp.linalg.solve(jnp.dot(c, c.T, precision=hi), jnp.dot(c, n, precision=hi))
+    out = n - jnp.dot(c.T, x, precision=hi)
+    norm = float(jnp.linalg.norm(out))
+    if not norm > _DEGENERATE_TOL * float(jnp.linalg.norm(n)):
+        raise ValueError("conditional_direction: n lies in the span of the conditions; nothing "
+                         "is left after projecting them out")
+    return out / norm
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Axes:
+    """k named unit directions in a d-dimensional latent space.
+
+    directions: [d, k] float32 with unit columns (use `Axes.from_vectors` to normalise);
+    names: k unique attribute names; method: how they were found ("ols", "logistic", "svm", …);
+    diagnostics: {name: {metric: value}} (see tlgan_jax.fit.fit_axes);
+    metadata: JSON-serialisable dict (generator, latent_dim, extractors, num_samples, seed, …).
+    """
+    directions: jax.Array
+    names: tuple[str, ...]
+    method: str = ""
+    diagnostics: dict = dataclasses.field(default_factory=dict)
+    metadata: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        d = np.asarray(self.directions)
+        if d.ndim != 2:
+            raise ValueError(f"Axes: directions must have shape [latent_dim, k], got shape "
+                             f"{d.shape}")
+        if not np.issubdtype(d.dtype, np.floating):
+            raise ValueError(f"Axes: directions must be floating point, got dtype {d.dtype}")
+        if not np.all(np.isfinite(d)):
+            raise ValueError("Axes: directions contain NaN or infinite values")
+        names = (self.names,) if isinstance(self.names, str) else tuple(self.names)
+        if not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"Axes: names must be non-empty strings, got {names}")
+        if len(names) != d.shape[1]:
+            raise ValueError(f"Axes: {len(names)} names for {d.shape[1]} directions "
+                             f"(directions have shape {d.shape}, one column per name)")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"Axes: names must be unique, repeated: {dupes}")
+        norms = np.linalg.norm(d.astype(np.float64), axis=0)
+        bad = [n for n, v in zip(names, norms) if abs(v - 1.0) > _UNIT_TOL]
+        if bad:
+            raise ValueError(f"Axes: directions must be unit vectors; not unit: {bad} "
+                             f"(use Axes.from_vectors to normalise)")
+        object.__setattr__(self, "directions", jnp.asarray(d, jnp.float32))
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "method", str(self.method))
+        object.__setattr__(self, "diagnostics",
+                           {k: dict(v) for k, v in dict(self.diagnostics).items()})
+        object.__setattr__(self, "metadata", dict(self.metadata))
+
+    @classmethod
+    def from_vectors(cls, vectors, names: Sequence[str], **kwargs) -> "Axes":
+        """Axes from arbitrary non-zero column vectors [d, k], normalised to unit length."""
+        v = np.asarray(vectors, np.float32)
+        if v.ndim != 2:
+            raise ValueError(f"Axes: vectors must have shape [latent_dim, k], got shape {v.shape}")
+        norms = np.linalg.norm(v, axis=0)
+        if not np.all(np.isfinite(v)) or np.any(norms == 0):
+            raise ValueError("Axes: vectors must be finite and non-zero")
+        return cls(v / norms, tuple(names), **kwargs)
+
+    # --- access ---------------------------------------------------------------------------
+    @property
+    def latent_dim(self) -> int:
+        return int(self.directions.shape[0])
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, name) -> bool:
+        return name in self.names
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def index(self, name: str) -> int:
+        """Column of `name`; UnknownAxisError (a KeyError and ValueError) if absent."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise UnknownAxisError(f"unknown axis {name!r}; the axes have "
+                                   f"{list(self.names)}") from None
+
+    def _indices(self, names: Iterable[str], what: str) -> list[int]:
+        names = [names] if isinstance(names, str) else list(names)
+        unknown = [n for n in names if n not in self.names]
+        if unknown:
+            raise UnknownAxisError(f"{what}: unknown axis name(s) {unknown}; the axes have "
+                                   f"{list(self.names)}")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"{what}: repeated axis name(s) {dupes}")
+        return [self.names.index(n) for n in names]
+
+    def __getitem__(self, name: str) -> jax.Array:
+        """The unit direction [d] of attribute `name`."""
+        return self.directions[:, self.index(name)]
+
+    def select(self, names: Sequence[str]) -> "Axes":
+        """The axes `names`, in that order (diagnostics kept for them)."""
+        idx = self._indices(names, "select")
+        keep = [self.names[i] for i in idx]
+        return dataclasses.replace(self, directions=self.directions[:, jnp.asarray(idx, jnp.int32)],
+                                   names=tuple(keep),
+                                   diagnostics={n: self.diagnostics[n] for n in keep
+                                                if n in self.diagnostics})
+
+    def cosines(self) -> np.ndarray:
+        """[k, k] cosines between the axes (they are unit vectors: Dᵀ D)."""
+        d = np.asarray(self.directions, np.float64)
+        return d.T @ d
+
+    def with_metadata(self, **entries: Any) -> "Axes":
+        """A copy with `entries` added to (or replacing entries of) the metadata."""
+        return dataclasses.replace(self, metadata={**self.metadata, **entries})
+
+    # --- latent size checks -------------------------------------------------------------
+    def check_latent_dim(self, latent_dim: int, generator: str = "the generator") -> None:
+        """Raise ValueError unless these axes live in a latent space of size `latent_dim`."""
+        if int(latent_dim) != self.latent_dim:
+            fitted_for = self.metadata.get("generator")
+            extra = f" (the axes' metadata names generator {fitted_for!r})" if fitted_for else ""
+            raise ValueError(f"axes were fitted for latent size {self.latent_dim} but generator "
+                             f"{generator} has latent size {int(latent_dim)}{extra}")
+
+    def check_generator(self, gen) -> None:
+        """`check_latent_dim` for a tlgan_jax Generator (uses gen.latent_dim and gen.name)."""
+        self.check_latent_dim(gen.latent_dim, gen.name)
+
+    # --- disentangling ------------------------------------------------------------------
+    def disentangle(self, lock: Sequence[str], target: Sequence[str] | str | None = None) -> "Axes":
+        """TL-GAN's lock: a new Axes where the `lock`ed axes are Gram-Schmidt-orthogonalised
+        among themselves IN THE ORDER GIVEN (so the result depends on that order when they
+        are not orthogonal), every `target` axis (default: every axis not locked) has its
+        projection on the span of the locked ones removed, and all are re-normalised (axes
+        neither locked nor targeted are unchanged). An empty lock returns the axes unchanged.
+        """
+        lock_idx = self._indices(lock, "disentangle lock")
+        if not lock_idx:
+            return self
+        if target is None:
+            target_idx = [i for i in range(len(self.names)) if i not in lock_idx]
+        else:
+            target_idx = self._indices(target, "disentangle target")
+            both = [self.names[i] for i in target_idx if i in lock_idx]
+            if both:
+                raise ValueError(f"disentangle: axes {both} are both locked and targets")
+        if len(lock_idx) > self.latent_dim:
+            raise ValueError(f"disentangle: cannot lock {len(lock_idx)} axes in a latent space of "
+                             f"size {self.latent_dim}")
+        basis, rel = orthonormal_basis(self.directions[:, jnp.asarray(lock_idx)])
+        rel = np.asarray(rel)
+        for i, r in zip(lock_idx, rel):
+            if not r > _DEGENERATE_TOL:
+                raise ValueError(f"disentangle: locked axis {self.names[i]!r} lies in the span of "
+                                 f"the axes locked before it")
+        out = self.directions.at[:, jnp.asarray(lock_idx)].set(basis)
+        if target_idx:
+            t = jnp.asarray(target_idx)
+            moved = project_out(self.directions[:, t], basis)
+            norms = np.asarray(jnp.linalg.norm(moved, axis=0))
+            for i, nm in zip(target_idx, norms):
+                if not nm > _DEGENERATE_TOL:
+                    raise ValueError(f"disentangle: axis {self.names[i]!r} lies in the span of the "
+                                     f"locked axes; nothing is left after removing them")
+            out = out.at[:, t].set(moved / norms[None, :])
+        history = list(self.metadata.get("derived", [])) + [
+            {"op": "disentangle", "lock": [self.names[i] for i in lock_idx],
+             "target": [self.names[i] for i in target_idx]}]
+        return dataclasses.replace(self, directions=out,          # every changed column is unit
+                                   metadata={**self.metadata, "derived": history})
+
+    def conditional(self, target: str, conditions: Sequence[str]) -> "Axes":
+        """InterFaceGAN's conditional boundary: a new Axes whose `target` axis is replaced by
+        `conditional_direction(n_target, C)` with C the `conditions` axes as rows; the other
+        axes are unchanged. For the targets this equals `disentangle(lock=conditions)`."""
+        (ti,) = self._indices([target], "conditional target")
+        cond_idx = self._indices(conditions, "conditional conditions")
+        if not cond_idx:
+            return self
+        if ti in cond_idx:
+            raise ValueError(f"conditional: {target!r} cannot be its own condition")
+        conditions = self.directions[:, jnp.asarray(cond_idx)].T
+        n = conditional_direction(self.directions[:, ti], conditions)
+        history = list(self.metadata.get("derived", [])) + [
+            {"op": "conditional", "target": target,
+             "conditions": [self.names[i] for i in cond_idx]}]
+        return dataclasses.replace(self, directions=self.directions.at[:, ti].set(n),
+                                   metadata={**self.metadata, "derived": history})
+
+    # --- files --------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write a portable axes.npz (no pickled objects) to exactly `path`; returns it."""
+        path = Path(path)
+        arrays = {
+            "format": np.array(FILE_FORMAT),
+            "directions": np.asarray(self.directions, np.float32),
+            "names": np.array(self.names, dtype=np.str_),
+            "method": np.array(self.method),
+            "metadata": np.array(_to_json(self.metadata, "metadata")),
+            "diagnostics": np.array(_to_json(self.diagnostics, "diagnostics")),
+        }
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        path.write_bytes(buf.getvalue())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, latent_dim: int | None = None,
+             generator: str = "the generator") -> "Axes":
+        """Read an axes.npz written by `save`; with `latent_dim`, also check the latent size."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                data = {k: f[k] for k in f.files}
+        except ValueError as e:                     # e.g. an object array (would need pickle)
+            raise ValueError(f"{path}: not a portable axes file: {e}") from None
+        except (OSError, EOFError) as e:
+            if isinstance(e, FileNotFoundError):
+                raise
+            raise ValueError(f"{path}: not a readable .npz file: {e}") from None
+        missing = [k for k in ("directions", "names", "method", "metadata", "diagnostics")
+                   if k not in data]
+        if missing:
+            raise ValueError(f"{path}: not an axes file: missing key(s) {missing}")
+        fmt = str(data["format"]) if "format" in data else FILE_FORMAT
+        if fmt != FILE_FORMAT:
+            raise ValueError(f"{path}: unsupported axes file format {fmt!r} (this version reads "
+                             f"{FILE_FORMAT!r})")
+        if data["names"].dtype.kind != "U" or data["names"].ndim != 1:
+            raise ValueError(f"{path}: 'names' must be a 1-D array of strings, got dtype "
+                             f"{data['names'].dtype} and shape {data['names'].shape}")
+        try:
+            metadata = json.loads(str(data["metadata"]))
+            diagnostics = json.loads(str(data["diagnostics"]))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: metadata/diagnostics are not valid JSON: {e}") from None
+        try:
+            axes = cls(data["directions"], tuple(str(n) for n in data["names"]),
+                       method=str(data["method"]), diagnostics=diagnostics, metadata=metadata)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+        if latent_dim is not None:
+            axes.check_latent_dim(latent_dim, generator)
+        return axes
+
+    def __repr__(self) -> str:
+        return (f"Axes(latent_dim={self.latent_dim}, names={list(self.names)}, "
+                f"method={self.method!r})")
+
+
+def _jsonable(x: Any) -> Any:
+    """Plain Python data for JSON: arrays to lists, numpy/jax scalars to numbers, non-finite
+    floats to None."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (jax.Array, np.ndarray, np.generic)):
+        return _jsonable(np.asarray(x).tolist())
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def _to_json(x: Any, what: str) -> str:
+    try:
+        return json.dumps(_jsonable(x), allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"Axes.save: {what} is not JSON-serialisable: {e}") from None
