@@ -16,7 +16,6 @@ import json
 import platform
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path

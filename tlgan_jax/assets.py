@@ -185,8 +185,8 @@ def cached_params(key: str, convert: Callable[[], Any]) -> Any:
     import orbax.checkpoint as ocp  # imported lazily: it is slow to import
 
     target = cache_dir() / "params" / key
-    ckptr = ocp.PyTreeCheckpointer()
     with _quiet_orbax():
+        ckptr = ocp.PyTreeCheckpointer()
         if not target.exists():
             with _locked(target):
                 if not target.exists():

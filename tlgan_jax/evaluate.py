@@ -49,18 +49,24 @@ def edit_report(label: Callable[[np.ndarray], np.ndarray], scored: Sequence[str]
     names = tuple(names or axes.names)
     scored = tuple(scored)
     z = np.asarray(z, np.float32)
+    n = z.shape[0]
     y0 = label(z) if y0 is None else y0
-    up, down, ent = [], [], []
-    for a in names:
-        lock = [n for n in axes.names if n != a] if lock_others else []
-        n_a = np.asarray(edit_directions(axes, [a], lock))[:, 0]
-        y_plus, y_minus = label(z + step * n_a), label(z - step * n_a)
-        ia = scored.index(a)
-        up.append(np.mean(y_plus[:, ia] > y0[:, ia]))
-        down.append(np.mean(y_minus[:, ia] < y0[:, ia]))
-        delta = np.mean(y_plus - y_minus, axis=0)
-        ent.append(delta / delta[ia] if delta[ia] != 0 else np.full_like(delta, np.nan))
-    return EditReport(names, scored, float(step), np.array(up), np.array(down), np.array(ent),
+    dirs = np.stack([np.asarray(edit_directions(
+        axes, [a], [b for b in axes.names if b != a] if lock_others else []))[:, 0]
+        for a in names])                                           # [k, d]
+    # every edit of every face in one labelling call: [2, k, N, d] -> [2k N, d]
+    moved = z[None, None] + step * np.array([1.0, -1.0], np.float32)[:, None, None, None] \
+        * dirs[None, :, None, :]
+    y = label(moved.reshape(-1, z.shape[1])).reshape(2, len(names), n, -1)
+    cols = np.array([scored.index(a) for a in names])
+    rows = np.arange(len(names))
+    y_plus, y_minus = y[0], y[1]                                   # [k, N, m]
+    up = np.mean(y_plus[rows, :, cols] > y0[:, cols].T, axis=1)
+    down = np.mean(y_minus[rows, :, cols] < y0[:, cols].T, axis=1)
+    delta = np.mean(y_plus - y_minus, axis=1)                      # [k, m]
+    own = delta[rows, cols][:, None]
+    ent = np.divide(delta, own, out=np.full_like(delta, np.nan), where=own != 0)
+    return EditReport(names, scored, float(step), up, down, ent,
                       bool(lock_others))
 
 
