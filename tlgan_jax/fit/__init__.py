@@ -16,7 +16,9 @@ split (the returned axes) and each half (for the split-half cosine). Diagnostics
                      noise is isotropic (see metrics.cosine_to_truth_from_split_half);
   coef_norm, intercept  ‖w‖ and b of the training fit (ols: score change per unit step);
   n_train, n_holdout.
-Methods (registry `METHODS`, name -> function; add unsupervised ones the same way):
+Methods (registry `METHODS`, name -> function): ols, logistic, svm, and the unsupervised
+baselines sefa and ganspace (fit/unsupervised.py: label-free candidate directions from the
+generator; each attribute gets its best-matching candidate on the training rows).
   fn(z [N, d], y [N, k], masks [F, N], **opts) -> (coef [F, d, k], intercept [F, k], info)
   masks are 0/1 row selections, one per fit; when F > 1, masks[0] is the union of masks[1:]
   (the training split and its disjoint halves). `info` is a dict; entries that are arrays with
@@ -36,6 +38,7 @@ from tlgan_jax.fit import metrics
 from tlgan_jax.fit.logistic import fit_logistic
 from tlgan_jax.fit.ols import fit_ols
 from tlgan_jax.fit.svm import fit_svm, select_extremes
+from tlgan_jax.fit.unsupervised import fit_ganspace, fit_sefa
 
 FitFn = Callable[..., tuple[jax.Array, jax.Array, dict]]
 
@@ -43,6 +46,8 @@ METHODS: dict[str, FitFn] = {
     "ols": fit_ols,
     "logistic": fit_logistic,
     "svm": fit_svm,
+    "sefa": fit_sefa,            # unsupervised: opts generator= | weight= | directions=
+    "ganspace": fit_ganspace,    # unsupervised: opts generator= | features= | directions=
 }
 # Methods whose targets are binary labels y > 0 (every attribute must be binary).
 BINARY_ONLY = frozenset({"logistic"})
@@ -65,7 +70,9 @@ def fit_axes(z, y, method: str = "ols", names: Sequence[str] | None = None,
     key: PRNG key for the split (required unless holdout == 0 and split_half is False);
     split_half: also fit the two halves of the training split (split-half cosine);
     metadata: extra entries for `Axes.metadata`; opts: passed to the method
-    (ols: chunk_size, ridge; logistic: l2, tol, max_iter; svm: ratio, C, tol, max_iter).
+    (ols: chunk_size, ridge; logistic: l2, tol, max_iter; svm: ratio, C, tol, max_iter;
+    sefa: generator | weight | directions, num_directions; ganspace: generator | features |
+    directions, num_directions, num_samples, seed).
     """
     if method not in METHODS:
         raise ValueError(f"fit_axes: unknown method {method!r}; known methods: {sorted(METHODS)}")
@@ -253,4 +260,5 @@ def _key_data(key) -> list | None:
     return np.asarray(key).tolist()
 
 
-__all__ = ["METHODS", "fit_axes", "fit_logistic", "fit_ols", "fit_svm", "metrics", "split_rows"]
+__all__ = ["METHODS", "fit_axes", "fit_ganspace", "fit_logistic", "fit_ols", "fit_sefa", "fit_svm",
+           "metrics", "split_rows"]

@@ -1,0 +1,195 @@
+"""The axis-quality benchmark: metric code checked against known answers on synthetic linear
+models (y = z·β + σε, so the true axis is known), the repeat layout, files and the pipeline."""
+import csv
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from tlgan_jax import quality as q
+
+from toy import toy_extractor, toy_generator
+
+
+def linear_data(d, betas, sigma, counts, heldout, edit, seed):
+    """QualityData for y = z·β + σ ε with pool 2·N_max, fresh held-out and edit sets."""
+    k = betas.shape[1]
+
+    def make(n, s):
+        r = np.random.default_rng(s)
+        z = r.normal(size=(n, d)).astype(np.float32)
+        return z, (z.astype(np.float64) @ betas + sigma * r.normal(size=(n, k))).astype(np.float32)
+
+    zp, yp = make(2 * max(counts), seed)
+    zh, yh = make(heldout, seed + 1)
+    ze, ye = make(edit, seed + 2)
+    return q.QualityData(zp, yp, zh, yh, ze, ye, tuple(f"a{i}" for i in range(k)), (False,) * k)
+
+
+def mean_of(rows, column, n):
+    return float(np.mean([r[column] for r in rows if r["n"] == n]))
+
+
+def test_ols_cosines_follow_the_theory():
+    # d = 128, 32 attributes with ‖β‖² = d/a: cos(fit on n, truth) = (1 + a/n)^(-1/2)
+    d, k, a, sigma = 128, 32, 2560.0, 1.0
+    rng = np.random.default_rng(0)
+    betas = rng.normal(size=(d, k))
+    betas *= np.sqrt(d * sigma ** 2 / a) / np.linalg.norm(betas, axis=0)
+    counts = (4000, 16000, 64000)
+    data = linear_data(d, betas, sigma, counts, heldout=2000, edit=4, seed=1)
+    cfg = q.QualityConfig(sample_counts=counts, methods=("ols",), repeats=2,
+                          heldout_samples=2000, edit_faces=4)
+    res = q.run_quality(data, lambda z: z @ betas, cfg, truth=betas)
+    assert len(res.rows) == len(counts) * 2 * k
+
+    def c(n, exact=False):         # exact: E‖noise‖² = dσ²/(n − d − 2) (Wishart mean)
+        return (1 + a / ((n - d - 2) if exact else n)) ** -0.5
+
+    for n in counts:
+        truth = mean_of(res.rows, "truth_cosine", n)
+        split = mean_of(res.rows, "split_half_cosine", n)
+        ref = mean_of(res.rows, "reference_cosine", n)
+        # finite-sample theory everywhere; the asymptotic formula where n/2 >> d
+        assert abs(truth - c(n, True)) < 0.02, (n, truth)
+        assert abs(split - c(n / 2, True) ** 2) < 0.02, (n, split)
+        assert abs(ref - c(n, True) * c(counts[-1], True)) < 0.02, (n, ref)
+        if n >= 16000:
+            assert abs(truth - c(n)) < 0.02 and abs(split - c(n / 2) ** 2) < 0.02
+            assert abs(ref - c(n) * c(counts[-1])) < 0.02
+    # held-out R² of the axis: R² · cos² with R² = ‖β‖² / (‖β‖² + σ²)
+    r2 = 1 / (1 + a / d)
+    assert mean_of(res.rows, "heldout_r2", 64000) == pytest.approx(r2 * c(64000) ** 2, abs=0.01)
+    # the theory helpers agree with each other and with the curve
+    for t in (0.95, 0.99):
+        n_t = q.theory_n_for_split_half(t, r2, d)
+        assert n_t == pytest.approx(2 * a * t / (1 - t))
+        assert q.theory_split_half(n_t, r2, d) == pytest.approx(t)
+
+
+def test_edit_success_and_leakage_have_their_known_values():
+    # two correlated attributes (cos(β_0, β_1) = 0.6), fits nearly exact (low pool noise),
+    # edits re-scored by a noisy labeller against y0 = the edit set's own scores (noise
+    # σ_pool): P(success) = Φ(λ n·β / √(σ_label² + σ_pool²))
+    d, lam, sigma_label = 16, 3.0, 1.0
+    rng = np.random.default_rng(3)
+    e0, e1 = np.linalg.qr(rng.normal(size=(d, 2)))[0].T
+    betas = np.stack([0.30 * e0, 0.45 * (0.6 * e0 + 0.8 * e1)], axis=1)
+    sigma_pool = 0.02
+    data = linear_data(d, betas, sigma_pool, (1000, 2000), heldout=4000, edit=4000, seed=4)
+    unit = betas / np.linalg.norm(betas, axis=0)
+    candidates = np.concatenate([np.linalg.qr(rng.normal(size=(d, 3)))[0], unit], axis=1)
+    label_rng = np.random.default_rng(5)
+
+    def label(z):
+        return z @ betas + sigma_label * label_rng.normal(size=(z.shape[0], 2))
+
+    cfg = q.QualityConfig(sample_counts=(1000, 2000), methods=("ols", "sefa"), repeats=1,
+                          heldout_samples=4000, edit_faces=4000, step=lam)
+    res = q.run_quality(data, label, cfg, {"sefa": {"directions": candidates}}, truth=betas)
+    sd = data.y_heldout.std(axis=0)
+    norms = np.linalg.norm(betas, axis=0)
+    for row in res.rows:
+        a = int(row["attribute"][1:])
+        b = 1 - a
+        p = norm.cdf(lam * norms[a] / np.hypot(sigma_label, sigma_pool))
+        assert row["edit_success_up"] == pytest.approx(p, abs=0.025), row
+        assert row["edit_success_down"] == pytest.approx(p, abs=0.025), row
+        free = (unit[:, a] @ betas[:, b] / sd[b]) / (unit[:, a] @ betas[:, a] / sd[a])
+        assert row["leakage"] == pytest.approx(abs(free), abs=0.03), row
+        assert row["leakage_locked"] < 0.03, row          # orthogonal to the other axis
+        assert row["truth_cosine"] > 0.999
+        if row["method"] == "sefa":                       # the planted candidate wins
+            assert row["candidate"] == 3 + a and row["candidate_corr"] > 0.99
+            assert row["split_half_cosine"] == pytest.approx(1.0, abs=1e-6)
+    ent = [e for e in res.entanglement if e["method"] == "ols" and e["attribute"] == "a0"]
+    assert {e["other"] for e in ent} == {"a1"}
+    # unsupervised directions repeat across N: their edits were scored once
+    assert res.meta["edit_labels"] == 4000 * 2 * (4 * 2 + 4)
+
+
+def test_repeats_are_nested_disjoint_and_independent_of_their_reference():
+    pool, n_max, repeats = 600, 300, 3
+    trains, refs = zip(*(q.repeat_rows(pool, n_max, repeats, r) for r in range(repeats)))
+    for train, ref in zip(trains, refs):
+        assert len(set(train)) == n_max and len(ref) == n_max
+        assert not set(train) & set(ref)                  # reference independent of all N
+    for r in range(repeats):
+        for s in range(r + 1, repeats):
+            assert not set(trains[r][:pool // repeats]) & set(trains[s][:pool // repeats])
+    np.testing.assert_array_equal(trains[1][:10], np.arange(200, 210))   # offset ⌊r·P/R⌋
+    with pytest.raises(ValueError, match="needs 2·N_max = 600"):
+        q.repeat_rows(500, 300, 3, 0)
+
+
+def test_config_checks_and_helpers():
+    with pytest.raises(ValueError, match="unknown method\\(s\\) \\['lasso'\\]"):
+        q.QualityConfig(methods=("ols", "lasso"))
+    with pytest.raises(ValueError, match="max_n: entries"):
+        q.QualityConfig(methods=("ols",), max_n={"svm": 1000})
+    cfg = q.QualityConfig(sample_counts=(5000, 1000, 2000), methods=("ols", "svm"),
+                          max_n={"svm": 2000})
+    assert cfg.sample_counts == (1000, 2000, 5000) and cfg.counts_for("svm") == (1000, 2000)
+    assert q.default_sample_counts("cpu")[-1] == 100_000
+    assert q.default_sample_counts("gpu")[-1] == 1_000_000
+    n = np.array([1000, 2000, 4000])
+    assert q.first_n_reaching(n, np.array([0.9, 0.94, 0.96]), 0.95) == pytest.approx(
+        2000 * 2 ** 0.5)
+    assert q.first_n_reaching(n, np.array([0.9, 0.94, 0.96]), 0.99) == math.inf
+    assert q.first_n_reaching(n, np.array([0.99, 0.995, 1.0]), 0.95) == -math.inf
+
+
+def test_method_targets():
+    y = np.array([[-5.0, 10.0], [0.5, 30.0], [4.0, 20.0]], np.float32)
+    binary = (True, False)
+    median = np.median(y, axis=0)
+    t, flags = q.method_targets("ols", y, binary, 3.0, median)      # TL-GAN: clip the logits
+    np.testing.assert_array_equal(t, [[-3, 10], [0.5, 30], [3, 20]])
+    assert flags == binary
+    t, flags = q.method_targets("logistic", y, binary, 3.0, median)  # median split if continuous
+    assert flags == (True, True)
+    np.testing.assert_array_equal(t > 0, [[False, False], [True, True], [True, False]])
+    t, flags = q.method_targets("svm", y, binary, 3.0, median)       # extremes of raw scores
+    np.testing.assert_array_equal(t, y)
+    assert flags == binary
+
+
+def test_benchmark_writes_documented_csv_plot_and_summary(tmp_path):
+    gen, ext = toy_generator(latent_dim=16), toy_extractor()
+    cfg = q.QualityConfig(sample_counts=(100, 200), methods=("ols",), repeats=2,
+                          heldout_samples=200, edit_faces=16, progress=False)
+    res = q.benchmark_axis_quality(gen, [ext], tmp_path, cfg, log=lambda s: None)
+    with open(tmp_path / "axis_quality.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == q.CSV_COLUMNS
+        rows = list(reader)
+    assert len(rows) == 2 * 2 * 2                         # N × repeats × attributes
+    for name in ("split_half_cosine", "reference_cosine", "heldout_auc", "heldout_r2",
+                 "edit_success", "leakage", "leakage_locked"):
+        assert name in q.CSV_COLUMNS
+    redder = [r for r in rows if r["attribute"] == "redder"]
+    bright = [r for r in rows if r["attribute"] == "bright"]
+    assert all(r["heldout_auc"] != "" for r in redder)     # binary: AUC
+    assert all(r["heldout_auc"] == "" and r["heldout_r2"] != "" for r in bright)
+    back = q.read_csv(tmp_path / "axis_quality.csv")
+    assert back[0]["n"] == 100 and isinstance(back[0]["split_half_cosine"], float)
+    ols_big = [r for r in back if r["method"] == "ols" and r["n"] == 200]
+    assert all(r["reference_cosine"] > 0.9 and r["edit_success"] > 0.9 for r in ols_big)
+    with open(tmp_path / "entanglement.csv", newline="") as f:
+        assert tuple(csv.DictReader(f).fieldnames) == q.ENTANGLEMENT_COLUMNS
+    png = (tmp_path / "axis_quality.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    summary = (tmp_path / "summary.md").read_text()
+    assert "N for 0.95" in summary and "| redder | ols |" in summary
+    assert "OLS theory" in summary and "Wall time" in summary and "load average" in summary
+    assert res.meta["latent_dim"] == 16
+    assert (tmp_path / "samples" / "pool" / "manifest.json").exists()   # resumable shards
+    # --replot: the reports come back from the CSV and meta.json alone
+    (tmp_path / "summary.md").unlink()
+    (tmp_path / "axis_quality.png").unlink()
+    q.write_reports(tmp_path)
+    again = (tmp_path / "summary.md").read_text()
+    assert again.splitlines()[:8] == summary.splitlines()[:8]      # setup, timing, machine
+    assert len(again.splitlines()) == len(summary.splitlines())
+    assert (tmp_path / "axis_quality.png").exists()

@@ -1,0 +1,761 @@
+"""How many samples does an axis need, and which method gives the best edits? (axis quality)
+
+Data, drawn once (`draw_quality_data`; resumable shards):
+  pool   P = 2·N_max labelled samples (seed s), N_max the largest sample count;
+  fresh  H held-out samples + M edit faces (seed s + 1, independent of the pool).
+Repeat r of R: the pool is a circle of P rows and the repeat starts at row o_r = ⌊r·P/R⌋.
+Its training sequence is the N_max rows o_r, o_r + 1, … (mod P) and sample count N uses the
+first N of them (nested, so one sampling run serves every N); its reference set is the other
+N_max rows. So within a repeat the reference is independent of every training set, and the
+training sets of two repeats are disjoint while N ≤ P/R (above, neighbours share N − P/R rows).
+Per (method, N, repeat) the method is fitted with `fit_axes` (no holdout: fresh data serve)
+and, per attribute a with unit axis n_a, the columns of axis_quality.csv are
+  split_half_cosine  cos between the fits on the two random halves of the N rows;
+  reference_cosine   cos(n_a, reference axis: same method on the repeat's N_max reference rows);
+  truth_cosine       cos(n_a, true axis) when the truth is known (synthetic tests), else empty;
+  heldout_auc        AUC of z·n_a against y_a > 0 on the fresh samples (binary attributes);
+  heldout_r2         corr(z·n_a, t_a)² on the fresh samples, t the OLS target (binary logits
+                     clipped to ±logit_clip as TL-GAN does): the R² of the best affine
+                     predictor along the axis, comparable across methods;
+  edit_success_up / _down   fraction of the M edit faces whose re-scored y_a rises after
+                     z + λ n_a / falls after z − λ n_a; edit_success = their mean;
+  leakage, leakage_locked   max over b ≠ a of |E[a, b]|, E the entanglement matrix
+        E[a, b] = (mean Δy_b / sd_b) / (mean Δy_a / sd_a), Δy = y(z + λ n_a) − y(z − λ n_a),
+                     sd over the fresh samples (change of b per unit change of a, both in
+                     standard deviations), with n_a as fitted / made orthogonal to every
+                     other axis first (TL-GAN's lock); every entry is in entanglement.csv;
+  candidate, candidate_corr  (sefa, ganspace) index of the best-matching candidate direction
+                     and its |corr| with the attribute on the training rows;
+  fit_seconds, note.
+Targets per method: ols the OLS target t; logistic the labels y > 0, continuous attributes
+split at the pool's median; svm the raw scores (extremes); sefa/ganspace match on t.
+Re-scoring after edits is one batched, jitted labelling call per configuration for all
+attributes, signs and lock states; directions already scored (unsupervised methods pick from
+a fixed candidate set) are reused.
+Theory (OLS, z ~ N(0, I_d), population R²): with a = d·(1 − R²)/R², a fit on n samples has
+cos(fit, truth) ≈ (1 + a/n)^(-1/2) and two independent fits on N/2 each have split-half
+cosine ≈ 1/(1 + 2a/N), which reaches t at N = 2a·t/(1 − t).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import resource
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from tlgan_jax.editing import edit_directions
+from tlgan_jax.evaluate import clip_logits
+from tlgan_jax.fit import fit_axes, metrics
+
+SUPERVISED = ("ols", "logistic", "svm")
+UNSUPERVISED = ("sefa", "ganspace")
+CPU_SAMPLE_COUNTS = (1000, 2000, 5000, 10000, 20000, 50000, 100000)
+GPU_SAMPLE_COUNTS = CPU_SAMPLE_COUNTS + (200000, 500000, 1000000)
+CSV_COLUMNS = ("method", "n", "repeat", "attribute", "split_half_cosine", "reference_cosine",
+               "truth_cosine", "heldout_auc", "heldout_r2", "edit_success", "edit_success_up",
+               "edit_success_down", "leakage", "leakage_locked", "candidate", "candidate_corr",
+               "fit_seconds", "note")
+ENTANGLEMENT_COLUMNS = ("method", "n", "repeat", "attribute", "other", "free", "locked")
+PLOT_PANELS = (("split_half_cosine", "split-half cosine"),
+               ("reference_cosine", "cosine to reference axis"),
+               ("heldout", "held-out AUC (binary) / R² (continuous)"),
+               ("edit_success", "edit success (±λ)"),
+               ("leakage", "off-target leakage, free"),
+               ("leakage_locked", "off-target leakage, others locked"))
+
+
+def default_sample_counts(backend: str | None = None) -> tuple[int, ...]:
+    """1K … 100K on CPU; up to 1M on an accelerator."""
+    backend = backend or jax.default_backend()
+    return CPU_SAMPLE_COUNTS if backend == "cpu" else GPU_SAMPLE_COUNTS
+
+
+@dataclasses.dataclass(frozen=True)
+class QualityConfig:
+    sample_counts: tuple[int, ...] = CPU_SAMPLE_COUNTS
+    methods: tuple[str, ...] = SUPERVISED + UNSUPERVISED
+    repeats: int = 3
+    seed: int = 0
+    heldout_samples: int = 10000
+    edit_faces: int = 128
+    step: float = 3.0                   # λ, latent units
+    logit_clip: float = 3.0             # OLS target: binary logits clipped to ±logit_clip
+    max_n: Mapping[str, int] = dataclasses.field(default_factory=dict)  # per-method cap on N
+    num_directions: int = 20            # sefa / ganspace candidates
+    ganspace_samples: int = 20000       # unlabelled latents for GANSpace's PCA (and as many
+                                        # again for its regression back to z)
+    batch_size: int = 256
+    shard_size: int = 4096
+    progress: bool = True
+
+    def __post_init__(self):
+        counts = tuple(sorted({int(n) for n in self.sample_counts}))
+        if not counts or counts[0] < 4:
+            raise ValueError(f"sample_counts must be integers >= 4, got {self.sample_counts}")
+        object.__setattr__(self, "sample_counts", counts)
+        object.__setattr__(self, "methods", tuple(self.methods))
+        from tlgan_jax.fit import METHODS
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"unknown method(s) {unknown or '(none given)'}; known: "
+                             f"{sorted(METHODS)}")
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
+        if self.heldout_samples < 2 or self.edit_faces < 1:
+            raise ValueError(f"need heldout_samples >= 2 and edit_faces >= 1, got "
+                             f"{self.heldout_samples}, {self.edit_faces}")
+        bad = {m: v for m, v in self.max_n.items() if m not in self.methods or int(v) < 1}
+        if bad:
+            raise ValueError(f"max_n: entries {bad} name no benchmarked method or are < 1")
+
+    @property
+    def n_max(self) -> int:
+        return self.sample_counts[-1]
+
+    def counts_for(self, method: str) -> tuple[int, ...]:
+        cap = self.max_n.get(method)
+        return tuple(n for n in self.sample_counts if cap is None or n <= cap)
+
+
+@dataclasses.dataclass(frozen=True)
+class QualityData:
+    """Latents (as the generator sees them) and scores: pool [P = 2·N_max], fresh held-out,
+    edit faces; `names`/`binary` per score column."""
+    z_pool: np.ndarray
+    y_pool: np.ndarray
+    z_heldout: np.ndarray
+    y_heldout: np.ndarray
+    z_edit: np.ndarray
+    y_edit: np.ndarray
+    names: tuple[str, ...]
+    binary: tuple[bool, ...]
+
+    def __post_init__(self):
+        pairs = (("pool", self.z_pool, self.y_pool), ("heldout", self.z_heldout, self.y_heldout),
+                 ("edit", self.z_edit, self.y_edit))
+        d = self.z_pool.shape[1] if self.z_pool.ndim == 2 else None
+        for what, z, y in pairs:
+            if z.ndim != 2 or y.ndim != 2 or z.shape[0] != y.shape[0] or z.shape[1] != d:
+                raise ValueError(f"quality data: {what} latents {z.shape} and scores {y.shape} "
+                                 f"must be [n, d={d}] and [n, k] with the same n")
+            if y.shape[1] != len(self.names):
+                raise ValueError(f"quality data: {what} scores have {y.shape[1]} columns for "
+                                 f"{len(self.names)} names")
+        if len(self.binary) != len(self.names):
+            raise ValueError("quality data: one binary flag per attribute is needed")
+
+
+def repeat_rows(pool_size: int, n_max: int, repeats: int, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training sequence [n_max], reference rows [pool_size − n_max]) of repeat r: the arc of
+    the pool circle starting at ⌊r·pool_size/repeats⌋, and the rest (see module doc)."""
+    if pool_size < 2 * n_max:
+        raise ValueError(f"the pool has {pool_size} rows; N_max = {n_max} needs 2·N_max = "
+                         f"{2 * n_max} (training + independent reference)")
+    if not 0 <= r < repeats:
+        raise ValueError(f"repeat {r} out of range for {repeats} repeats")
+    start = (r * pool_size) // repeats
+    circle = (start + np.arange(pool_size)) % pool_size
+    return circle[:n_max], circle[n_max:n_max + n_max]
+
+
+def ols_targets(y: np.ndarray, binary: Sequence[bool], clip: float) -> np.ndarray:
+    return clip_logits(y, binary, clip)
+
+
+def method_targets(method: str, y: np.ndarray, binary: Sequence[bool], clip: float,
+                   thresholds: np.ndarray) -> tuple[np.ndarray, tuple[bool, ...]]:
+    """(targets, binary flags) that `method` is fitted on (see module doc)."""
+    if method == "logistic":
+        shift = np.where(np.asarray(binary, bool), 0.0, thresholds)
+        return (y - shift[None, :]).astype(np.float32), (True,) * len(binary)
+    if method == "svm":
+        return y, tuple(binary)
+    return ols_targets(y, binary, clip), tuple(binary)
+
+
+class EditScorer:
+    """Edit success and entanglement of directions on fixed faces (see module doc); one
+    batched labelling call per `evaluate`; a direction within `tol` (max abs difference) of
+    one scored before reuses its scores."""
+
+    def __init__(self, label: Callable[[np.ndarray], np.ndarray], z: np.ndarray, y0: np.ndarray,
+                 step: float, scale: np.ndarray, tol: float = 1e-5):
+        self.label, self.z, self.y0 = label, np.asarray(z, np.float32), np.asarray(y0)
+        self.step, self.scale, self.tol = float(step), np.asarray(scale, np.float64), tol
+        self._dirs = np.zeros((0, self.z.shape[1]), np.float64)
+        self._moved_scores: list[tuple[np.ndarray, np.ndarray]] = []
+        self.labelled = 0
+
+    def _find(self, n: np.ndarray) -> int:
+        if not self._dirs.shape[0]:
+            return -1
+        dist = np.max(np.abs(self._dirs - n[None, :]), axis=1)
+        i = int(np.argmin(dist))
+        return i if dist[i] <= self.tol else -1
+
+    def _moved(self, directions: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(scores at z + λn, scores at z − λn) for each direction, labelling only new ones."""
+        todo = []
+        for n in directions:
+            n = np.asarray(n, np.float64)
+            if self._find(n) < 0:
+                todo.append(n)
+                self._dirs = np.concatenate([self._dirs, n[None, :]])
+        if todo:
+            m = self.z.shape[0]
+            batch = np.concatenate([self.z + (s * self.step * n[None, :]).astype(np.float32)
+                                    for n in todo for s in (1.0, -1.0)])
+            y = np.asarray(self.label(batch))
+            self.labelled += batch.shape[0]
+            self._moved_scores += [(y[(2 * i) * m:(2 * i + 1) * m],
+                                    y[(2 * i + 1) * m:(2 * i + 2) * m]) for i in range(len(todo))]
+        return [self._moved_scores[self._find(np.asarray(n, np.float64))] for n in directions]
+
+    def evaluate(self, free: np.ndarray, locked: np.ndarray | None) -> dict[str, np.ndarray]:
+        """free, locked: [d, k] directions of the k attributes (locked may have NaN columns:
+        no locked direction). Returns success_up/down [k], entanglement free/locked [k, k]."""
+        k = free.shape[1]
+        cols = [free[:, a] for a in range(k)]
+        ok_locked = [locked is not None and np.all(np.isfinite(locked[:, a])) for a in range(k)]
+        cols += [locked[:, a] for a in range(k) if ok_locked[a]]
+        moved = self._moved(cols)
+        up = np.array([np.mean(moved[a][0][:, a] > self.y0[:, a]) for a in range(k)])
+        down = np.array([np.mean(moved[a][1][:, a] < self.y0[:, a]) for a in range(k)])
+        ent_free = np.stack([self._entanglement(*moved[a], a) for a in range(k)])
+        ent_locked = np.full((k, k), np.nan)
+        j = k
+        for a in range(k):
+            if ok_locked[a]:
+                ent_locked[a] = self._entanglement(*moved[j], a)
+                j += 1
+        return {"success_up": up, "success_down": down, "entanglement": ent_free,
+                "entanglement_locked": ent_locked}
+
+    def _entanglement(self, y_plus, y_minus, a: int) -> np.ndarray:
+        delta = np.mean(np.asarray(y_plus, np.float64) - y_minus, axis=0) / self.scale
+        return delta / delta[a] if delta[a] != 0 else np.full_like(delta, np.nan)
+
+
+def _locked_directions(axes) -> np.ndarray:
+    """[d, k]: each axis made orthogonal to all the others (NaN where that is degenerate)."""
+    out = np.full(np.asarray(axes.directions).shape, np.nan, np.float32)
+    for a, name in enumerate(axes.names):
+        others = [n for n in axes.names if n != name]
+        try:
+            out[:, a] = np.asarray(edit_directions(axes, [name], others))[:, 0]
+        except ValueError:                      # e.g. two attributes matched one candidate
+            pass
+    return out
+
+
+def _max_off_target(row: np.ndarray, a: int) -> float:
+    others = np.delete(row, a)
+    if others.size == 0 or not np.all(np.isfinite(others)):
+        return float("nan")
+    return float(np.max(np.abs(others)))
+
+
+@dataclasses.dataclass
+class QualityResult:
+    rows: list[dict]                    # one per (method, N, repeat, attribute): CSV_COLUMNS
+    entanglement: list[dict]            # one per (method, N, repeat, attribute, other)
+    meta: dict
+
+
+def run_quality(data: QualityData, label: Callable[[np.ndarray], np.ndarray],
+                cfg: QualityConfig, method_opts: Mapping[str, Mapping[str, Any]] | None = None,
+                truth: np.ndarray | None = None, log: Callable[[str], None] | None = None,
+                on_method_done: Callable[[QualityResult], None] | None = None) -> QualityResult:
+    """Every (method, N, repeat) of `cfg` on `data` (see module doc).
+
+    label: latents [n, d] -> scores [n, k] (for the edits; e.g. `Sampler.label`);
+    method_opts: extra `fit_axes` options per method (e.g. sefa/ganspace `directions`);
+    truth: optional true axes [d, k] (synthetic data) for the truth_cosine column;
+    on_method_done: called with the partial result after every (method, repeat).
+    """
+    log = log or (lambda s: None)
+    method_opts = dict(method_opts or {})
+    names, binary, k = data.names, data.binary, len(data.names)
+    pool = data.z_pool.shape[0]
+    thresholds = np.median(data.y_pool, axis=0)
+    t_heldout = ols_targets(data.y_heldout, binary, cfg.logit_clip)
+    scale = np.std(data.y_heldout.astype(np.float64), axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    scorer = EditScorer(label, data.z_edit, data.y_edit, cfg.step, scale)
+    truth = None if truth is None else np.asarray(truth, np.float64)
+    result = QualityResult([], [], {"pool": pool, "n_max": cfg.n_max, "names": list(names),
+                                    "binary": list(binary), "timings": {}})
+    counts = cfg.sample_counts
+    for method in cfg.methods:
+        t_method = time.perf_counter()
+        opts = dict(method_opts.get(method, {}))
+        y_fit, bin_fit = method_targets(method, data.y_pool, binary, cfg.logit_clip, thresholds)
+        for r in range(cfg.repeats):
+            train, ref_rows = repeat_rows(pool, cfg.n_max, cfg.repeats, r)
+            reference = fit_axes(data.z_pool[ref_rows], y_fit[ref_rows], method, names, bin_fit,
+                                 holdout=0.0, split_half=False, **opts)
+            ref_dirs = np.asarray(reference.directions, np.float64)
+            for n in cfg.counts_for(method):
+                rows = train[:n]
+                key = jax.random.fold_in(jax.random.key(cfg.seed), r * 1000 + counts.index(n))
+                t0 = time.perf_counter()
+                note = ""
+                try:
+                    axes = fit_axes(data.z_pool[rows], y_fit[rows], method, names, bin_fit,
+                                    holdout=0.0, key=key, **opts)
+                except ValueError as e:          # e.g. too few rows for a method
+                    note = f"fit failed: {e}"
+                    axes = None
+                fit_s = time.perf_counter() - t0
+                if axes is None:
+                    for a in names:
+                        result.rows.append(_empty_row(method, n, r, a, note))
+                    log(f"{method} N={n} repeat {r}: {note}")
+                    continue
+                dirs = np.asarray(axes.directions, np.float64)
+                scores = data.z_heldout.astype(np.float64) @ dirs
+                auc = metrics.roc_auc_columns(scores, data.y_heldout > 0)
+                r2 = np.array([_corr2(scores[:, a], t_heldout[:, a]) for a in range(k)])
+                ref_cos = metrics.cosine(dirs, ref_dirs)
+                true_cos = metrics.cosine(dirs, truth) if truth is not None else [None] * k
+                locked = _locked_directions(axes)
+                edits = scorer.evaluate(np.asarray(axes.directions, np.float32), locked)
+                for a, name in enumerate(names):
+                    dg = axes.diagnostics[name]
+                    up, down = edits["success_up"][a], edits["success_down"][a]
+                    result.rows.append({
+                        "method": method, "n": n, "repeat": r, "attribute": name,
+                        "split_half_cosine": dg.get("split_half_cosine"),
+                        "reference_cosine": float(ref_cos[a]),
+                        "truth_cosine": None if true_cos[a] is None else float(true_cos[a]),
+                        "heldout_auc": float(auc[a]) if binary[a] else None,
+                        "heldout_r2": float(r2[a]),
+                        "edit_success": float((up + down) / 2), "edit_success_up": float(up),
+                        "edit_success_down": float(down),
+                        "leakage": _max_off_target(edits["entanglement"][a], a),
+                        "leakage_locked": _max_off_target(edits["entanglement_locked"][a], a),
+                        "candidate": dg.get("candidate"),
+                        "candidate_corr": dg.get("candidate_corr"),
+                        "fit_seconds": fit_s, "note": note})
+                    for b, other in enumerate(names):
+                        if b != a:
+                            result.entanglement.append({
+                                "method": method, "n": n, "repeat": r, "attribute": name,
+                                "other": other, "free": float(edits["entanglement"][a, b]),
+                                "locked": float(edits["entanglement_locked"][a, b])})
+                log(f"{method:9s} N={n:>8d} repeat {r}: " + ", ".join(
+                    f"{row['attribute']} split-half {_fmt(row['split_half_cosine'])} ref "
+                    f"{_fmt(row['reference_cosine'])} edit {_fmt(row['edit_success'])}"
+                    for row in result.rows[-k:]))
+            if on_method_done is not None:
+                on_method_done(result)
+        result.meta["timings"][method] = time.perf_counter() - t_method
+    result.meta["edit_labels"] = scorer.labelled
+    return result
+
+
+def _corr2(x: np.ndarray, t: np.ndarray) -> float:
+    if np.std(x) == 0 or np.std(t) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, t)[0, 1] ** 2)
+
+
+def _empty_row(method, n, r, attribute, note) -> dict:
+    row = {c: None for c in CSV_COLUMNS}
+    row.update(method=method, n=n, repeat=r, attribute=attribute, note=note)
+    return row
+
+
+def _fmt(v, spec: str = ".3f") -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+
+
+# ----------------------------------------------------------------------------- files
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path,
+              columns: Sequence[str] = CSV_COLUMNS) -> Path:
+    """Rows as CSV with exactly `columns` (None / NaN written as empty cells)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="raise")
+        w.writeheader()
+        for row in rows:
+            w.writerow({c: _cell(row.get(c)) for c in columns})
+    os.replace(tmp, path)
+    return path
+
+
+def _cell(v) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.6g}"
+    return str(v)
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    """Rows of a CSV written by `write_csv`: numbers parsed, empty cells as None."""
+    out = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            parsed = {}
+            for c, v in row.items():
+                if v == "" or v is None:
+                    parsed[c] = None
+                elif c in ("n", "repeat", "candidate"):
+                    parsed[c] = int(v)
+                elif c in ("method", "attribute", "other", "note"):
+                    parsed[c] = v
+                else:
+                    parsed[c] = float(v)
+            out.append(parsed)
+    return out
+
+
+# ----------------------------------------------------------------------------- aggregation
+
+def _value(row: Mapping, metric: str) -> float:
+    if metric == "heldout":
+        v = row.get("heldout_auc")
+        v = row.get("heldout_r2") if v is None else v
+    else:
+        v = row.get(metric)
+    return float("nan") if v is None else float(v)
+
+
+def aggregate(rows: Sequence[Mapping], metric: str) -> dict[tuple[str, str], tuple]:
+    """{(method, attribute): (N [n], mean [n], std [n], repeats [n])} over repeats (NaN ignored)."""
+    groups: dict[tuple[str, str, int], list[float]] = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["attribute"], int(row["n"])), []).append(
+            _value(row, metric))
+    out: dict[tuple[str, str], list] = {}
+    for (m, a, n), vals in sorted(groups.items()):
+        v = np.array([x for x in vals if math.isfinite(x)])
+        mean = float(v.mean()) if v.size else float("nan")
+        std = float(v.std()) if v.size > 1 else 0.0 if v.size else float("nan")
+        out.setdefault((m, a), []).append((n, mean, std, int(v.size)))
+    return {key: tuple(np.array(c) for c in zip(*vals)) for key, vals in out.items()}
+
+
+def theory_split_half(n, r2: float, latent_dim: int):
+    """OLS theory: split-half cosine 1/(1 + 2a/N), a = d(1 − R²)/R² (module doc)."""
+    a = latent_dim * (1 - r2) / r2
+    return 1.0 / (1.0 + 2.0 * a / np.asarray(n, np.float64))
+
+
+def theory_n_for_split_half(target: float, r2: float, latent_dim: int) -> float:
+    """N at which the OLS split-half cosine reaches `target`: 2a·t/(1 − t)."""
+    if not 0 < r2 < 1:
+        return float("nan")
+    a = latent_dim * (1 - r2) / r2
+    return 2 * a * target / (1 - target)
+
+
+def first_n_reaching(n: np.ndarray, values: np.ndarray, target: float,
+                     interpolate: bool = True) -> float:
+    """Smallest N where the curve reaches `target`: the first grid point that does, or (with
+    interpolate) the crossing interpolated linearly in log N between it and the point before;
+    −inf if the first point already does, +inf if none does."""
+    n, values = np.asarray(n, np.float64), np.asarray(values, np.float64)
+    hit = np.flatnonzero(values >= target)
+    if hit.size == 0:
+        return float("inf")
+    i = int(hit[0])
+    if i == 0:
+        return float("-inf")
+    v0, v1 = values[i - 1], values[i]
+    if not interpolate or not np.isfinite(v0):
+        return float(n[i])
+    f = (target - v0) / (v1 - v0)
+    return float(np.exp(np.log(n[i - 1]) + f * (np.log(n[i]) - np.log(n[i - 1]))))
+
+
+# ----------------------------------------------------------------------------- plot
+
+def plot_quality(rows: Sequence[Mapping], path: str | Path, *, latent_dim: int | None = None,
+                 title: str = "") -> Path:
+    """Metric vs N (log axis), mean ± std over repeats, one panel per metric (columns) and
+    attribute (rows), one line per method; with latent_dim, the OLS theory for the split-half
+    cosine (R² from OLS's held-out R² at the largest N) as a dashed line."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    attributes = list(dict.fromkeys(r["attribute"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    colours = {m: f"C{i}" for i, m in enumerate(methods)}
+    stats = {metric: aggregate(rows, metric) for metric, _ in PLOT_PANELS}
+    r2_curves = aggregate(rows, "heldout_r2")
+    fig, axs = plt.subplots(len(attributes), len(PLOT_PANELS),
+                            figsize=(3.3 * len(PLOT_PANELS), 2.8 * len(attributes) + 0.6),
+                            squeeze=False)
+    for i, attr in enumerate(attributes):
+        for j, (metric, label) in enumerate(PLOT_PANELS):
+            ax = axs[i, j]
+            for m in methods:
+                if (m, attr) not in stats[metric]:
+                    continue
+                n, mean, std, _ = stats[metric][(m, attr)]
+                ok = np.isfinite(mean)
+                if not ok.any():
+                    continue
+                ax.plot(n[ok], mean[ok], "o-", ms=3, color=colours[m], label=m)
+                low = mean - std
+                if metric.startswith("leakage"):        # log axis: keep the band positive
+                    low = np.maximum(low, mean / 10)
+                ax.fill_between(n[ok], low[ok], (mean + std)[ok], color=colours[m],
+                                alpha=0.2, lw=0)
+            if metric == "split_half_cosine" and latent_dim and ("ols", attr) in r2_curves:
+                n, r2, _, _ = r2_curves[("ols", attr)]
+                if np.isfinite(r2[-1]) and 0 < r2[-1] < 1:
+                    grid = np.geomspace(n[0], n[-1], 60)
+                    ax.plot(grid, theory_split_half(grid, r2[-1], latent_dim), "k--", lw=1,
+                            label="OLS theory")
+                    ax.text(0.03, 0.96, f"dashed: OLS theory, R² = {r2[-1]:.3f}", fontsize=7,
+                            ha="left", va="top", transform=ax.transAxes)
+            if metric.startswith("leakage"):
+                ax.set_yscale("log")
+            ax.set_xscale("log")
+            ax.grid(True, which="both", alpha=0.3)
+            if i == 0:
+                ax.set_title(label, fontsize=9)
+            if i == len(attributes) - 1:
+                ax.set_xlabel("samples N")
+            if j == 0:
+                ax.set_ylabel(attr)
+            ax.tick_params(labelsize=7)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- summary
+
+def _n_str(v: float) -> str:
+    if v == float("inf"):
+        return "not reached"
+    if v == float("-inf"):
+        return "≤ first N"
+    if not math.isfinite(v):
+        return "-"
+    return f"{v:,.0f}"
+
+
+def summary_markdown(rows: Sequence[Mapping], meta: Mapping[str, Any]) -> str:
+    """Markdown: N for split-half 0.95 / 0.99 per method and attribute with the OLS theory,
+    and every metric at the largest N (mean ± std over repeats)."""
+    d = meta.get("latent_dim")
+    split = aggregate(rows, "split_half_cosine")
+    r2 = aggregate(rows, "heldout_r2")
+    attributes = list(dict.fromkeys(r["attribute"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    lines = [f"# Axis quality vs sample count: {meta.get('title', '')}".rstrip(), ""]
+    for key in ("setup", "timing", "machine"):
+        if meta.get(key):
+            lines += [meta[key], ""]
+    lines += ["## When does the split-half cosine reach 0.95 / 0.99?", "",
+              ("N interpolated in log N between grid points (mean over repeats; sefa/ganspace: "
+               "the first grid N). OLS theory "
+               "(ANCHORS §1): a fit on n samples has cos(fit, truth) ≈ (1 + a/n)^(-1/2) with "
+               "a = d·(1 − R²)/R², so the split-half cosine (two fits on N/2) is 1/(1 + 2a/N) "
+               "and reaches t at N = 2a·t/(1 − t); R² is OLS's held-out R² at the largest N. "
+               "For sefa/ganspace the split-half cosine is 1 when both halves pick the same "
+               "candidate and about 0 otherwise, so its mean is the rate of stable picks."), "",
+              "| attribute | method | N for 0.95 | N for 0.99 | split-half at largest N |",
+              "|---|---|---|---|---|"]
+    for attr in attributes:
+        if ("ols", attr) in r2 and d:
+            rr = float(r2[("ols", attr)][1][-1])
+            lines.append(f"| {attr} | OLS theory (R² = {rr:.3f}, a = "
+                         f"{d * (1 - rr) / rr if 0 < rr < 1 else float('nan'):,.0f}) | "
+                         f"{_n_str(theory_n_for_split_half(0.95, rr, d))} | "
+                         f"{_n_str(theory_n_for_split_half(0.99, rr, d))} | "
+                         f"{_fmt(float(theory_split_half(meta.get('n_max', 0), rr, d)))} |")
+        for m in methods:
+            if (m, attr) not in split:
+                continue
+            n, mean, std, _ = split[(m, attr)]
+            interp = m not in UNSUPERVISED          # a rate of stable picks: grid N only
+            lines.append(f"| {attr} | {m} | {_n_str(first_n_reaching(n, mean, 0.95, interp))} | "
+                         f"{_n_str(first_n_reaching(n, mean, 0.99, interp))} | "
+                         f"{_fmt(mean[-1])} ± {_fmt(std[-1])} (N = {int(n[-1]):,}) |")
+    lines += ["", "## At the largest N of each method (mean ± std over repeats)", "",
+              ("edit success: fraction of fresh faces whose attribute moves the intended way "
+               "after ±λ (mean of both signs); leakage: largest |change of another attribute| "
+               "per unit change of this one (both in standard deviations), free / others "
+               "locked."),
+              "", ("| attribute | method | N | cos to reference | held-out AUC / R² | "
+                   "edit success | leakage free | leakage locked | best candidate (|corr|) |"),
+              "|---|---|---|---|---|---|---|---|---|"]
+    stats = {m: aggregate(rows, m) for m in ("reference_cosine", "heldout", "edit_success",
+                                             "leakage", "leakage_locked", "candidate_corr")}
+    for attr in attributes:
+        for m in methods:
+            if (m, attr) not in stats["reference_cosine"]:
+                continue
+            n = stats["reference_cosine"][(m, attr)][0]
+            cells = []
+            for metric in ("reference_cosine", "heldout", "edit_success", "leakage",
+                           "leakage_locked"):
+                _, mean, std, _ = stats[metric][(m, attr)]
+                cells.append(f"{_fmt(mean[-1])} ± {_fmt(std[-1])}")
+            cand = ""
+            if m in UNSUPERVISED:
+                picks = [r for r in rows if r["method"] == m and r["attribute"] == attr
+                         and int(r["n"]) == int(n[-1]) and r.get("candidate") is not None]
+                corr = stats["candidate_corr"][(m, attr)][1][-1]
+                cand = f"{sorted({int(p['candidate']) for p in picks})} ({_fmt(corr)})"
+            lines.append(f"| {attr} | {m} | {int(n[-1]):,} | " + " | ".join(cells) + f" | {cand} |")
+    notes = sorted({r["note"] for r in rows if r.get("note")})
+    if notes:
+        lines += ["", "Notes:"] + [f"- {x}" for x in notes]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- the whole job
+
+def draw_quality_data(sampler, cfg: QualityConfig, samples_dir: str | Path | None) -> QualityData:
+    """Label the pool (seed) and the fresh held-out + edit set (seed + 1) with `sampler`
+    (a `tlgan_jax.sampling.Sampler`); shards go to samples_dir/{pool,fresh} (resumable)."""
+    gen = sampler.gen
+    sub = (lambda name: Path(samples_dir) / name) if samples_dir is not None else (lambda _: None)
+    pool = sampler.run(cfg.seed, 2 * cfg.n_max, sub("pool"), shard_size=cfg.shard_size,
+                       progress=cfg.progress)
+    fresh = sampler.run(cfg.seed + 1, cfg.heldout_samples + cfg.edit_faces, sub("fresh"),
+                        shard_size=cfg.shard_size, progress=cfg.progress)
+    canon = lambda z: np.asarray(gen.canonical_latents(z), np.float32)
+    h = cfg.heldout_samples
+    return QualityData(canon(pool.z), pool.y, canon(fresh.z[:h]), fresh.y[:h],
+                       canon(fresh.z[h:]), fresh.y[h:], pool.names, pool.binary)
+
+
+def unsupervised_candidates(gen, cfg: QualityConfig) -> dict[str, dict]:
+    """fit_axes options with precomputed candidates for the unsupervised methods in cfg."""
+    from tlgan_jax.fit import unsupervised as un
+    opts = {}
+    if "sefa" in cfg.methods:
+        opts["sefa"] = {"directions": un.sefa_directions(un.first_layer_weight(gen),
+                                                         cfg.num_directions)[0]}
+    if "ganspace" in cfg.methods:
+        draw = lambda kk, n: gen.canonical_latents(gen.sample_latents(kk, n))
+        key = jax.random.fold_in(jax.random.key(cfg.seed), 7_000_001)
+        opts["ganspace"] = {"directions": un.ganspace_directions(
+            un.first_layer_features(gen), gen.latent_dim, key, cfg.num_directions,
+            cfg.ganspace_samples, sample_latents=draw)[0]}
+    return opts
+
+
+def _load1() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_line() -> str:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return (f"{os.cpu_count()} CPU cores, JAX backend {jax.default_backend()} "
+            f"({jax.devices()[0].device_kind}); load average {load[0]:.2f} / {load[1]:.2f} / "
+            f"{load[2]:.2f} (1 / 5 / 15 min)")
+
+
+def benchmark_axis_quality(gen, extractors: Sequence[Any], workdir: str | Path,
+                           cfg: QualityConfig = QualityConfig(),
+                           samples_dir: str | Path | None = None,
+                           log: Callable[[str], None] = print) -> QualityResult:
+    """The whole benchmark: draw data, fit every (method, N, repeat), score edits, and write
+    WORKDIR/axis_quality.csv, entanglement.csv, axis_quality.png, summary.md and meta.json."""
+    from tlgan_jax.sampling import Sampler
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    samples_dir = workdir / "samples" if samples_dir is None else samples_dir
+    t_start, cpu_start = time.perf_counter(), _cpu_seconds()
+    load_start = machine_line()
+    loads = [_load1()]
+    sampler = Sampler(gen, extractors, batch_size=cfg.batch_size)
+    t = time.perf_counter()
+    data = draw_quality_data(sampler, cfg, samples_dir)
+    sampling_s = time.perf_counter() - t
+    n_labelled = data.z_pool.shape[0] + data.z_heldout.shape[0] + data.z_edit.shape[0]
+    log(f"sampling: {n_labelled} labelled samples in {sampling_s:.0f} s")
+    loads.append(_load1())
+    t = time.perf_counter()
+    opts = unsupervised_candidates(gen, cfg)
+    candidates_s = time.perf_counter() - t
+
+    def save(result: QualityResult) -> None:
+        loads.append(_load1())
+        write_csv(result.rows, workdir / "axis_quality.csv")
+        write_csv(result.entanglement, workdir / "entanglement.csv", ENTANGLEMENT_COLUMNS)
+
+    t = time.perf_counter()
+    result = run_quality(data, sampler.label, cfg, opts, log=log, on_method_done=save)
+    evaluate_s = time.perf_counter() - t
+    save(result)
+    total_s = time.perf_counter() - t_start
+    cpu_s = _cpu_seconds() - cpu_start
+    exts = [e.name for e in sampler.extractors]
+    result.meta.update(
+        latent_dim=gen.latent_dim, generator=gen.name, extractors=exts,
+        title=f"{gen.name} × {', '.join(exts)}",
+        setup=(f"Methods {', '.join(cfg.methods)}; N = "
+               f"{', '.join(f'{n:,}' for n in cfg.sample_counts)}"
+               + (f" (caps: {dict(cfg.max_n)})" if cfg.max_n else "")
+               + f"; {cfg.repeats} repeats (circular pool of {2 * cfg.n_max:,} samples, seed "
+               f"{cfg.seed}: disjoint training sets up to N = {2 * cfg.n_max // cfg.repeats:,}, "
+               f"reference = the other {cfg.n_max:,}); fresh samples (seed {cfg.seed + 1}): "
+               f"{cfg.heldout_samples:,} held-out, {cfg.edit_faces} edit faces; λ = {cfg.step:g}; "
+               f"OLS targets clip binary logits to ±{cfg.logit_clip:g}; sefa/ganspace: "
+               f"{cfg.num_directions} candidates (GANSpace PCA on {cfg.ganspace_samples:,} "
+               f"unlabelled latents)."),
+        timing=(f"Wall time {total_s / 60:.1f} min: sampling {sampling_s:.0f} s "
+                f"({n_labelled / max(sampling_s, 1e-9):.0f} labelled samples/s), unsupervised "
+                f"candidates {candidates_s:.0f} s, fits + edits {evaluate_s:.0f} s ("
+                + ", ".join(f"{m} {s:.0f} s" for m, s in result.meta["timings"].items())
+                + f"; {result.meta['edit_labels']:,} edited faces re-scored). Process CPU time "
+                f"{cpu_s / 60:.1f} min (user + system, all threads), the load-independent "
+                f"measure of the work: with the cores to itself the run takes about this long "
+                f"or less."),
+        machine=(f"Machine at start: {load_start}. At end: {machine_line()}. 1-min load "
+                 f"average sampled {len(loads)} times during the run: mean "
+                 f"{np.nanmean(loads):.1f}, "
+                 f"min {np.nanmin(loads):.1f}, max {np.nanmax(loads):.1f} (other jobs were "
+                 f"running when the load exceeds the core count)."),
+        wall_seconds=total_s, sampling_seconds=sampling_s, cpu_seconds=cpu_s)
+    result.meta["plot_title"] = (f"Axis quality vs N: {result.meta['title']} (λ = {cfg.step:g}, "
+                                 f"{cfg.repeats} repeats)")
+    (workdir / "meta.json").write_text(json.dumps(result.meta, indent=1, default=float))
+    write_reports(workdir, result.rows, result.meta)
+    return result
+
+
+def write_reports(workdir: str | Path, rows: Sequence[Mapping] | None = None,
+                  meta: Mapping[str, Any] | None = None) -> None:
+    """(Re)write WORKDIR/axis_quality.png and summary.md, by default from the
+    axis_quality.csv and meta.json that a benchmark run left there."""
+    workdir = Path(workdir)
+    rows = read_csv(workdir / "axis_quality.csv") if rows is None else rows
+    meta = json.loads((workdir / "meta.json").read_text()) if meta is None else meta
+    plot_quality(rows, workdir / "axis_quality.png", latent_dim=meta.get("latent_dim"),
+                 title=meta.get("plot_title", ""))
+    (workdir / "summary.md").write_text(summary_markdown(rows, meta))
