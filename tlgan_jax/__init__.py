@@ -17,6 +17,8 @@ _EXPORTS = {
     "edit_latents": "editing", "render_traversal": "editing", "traversal_latents": "editing",
     "Extractor": "extractors", "custom_extractor": "extractors",
     "fit_axes": "fit",
+    "InversionConfig": "invert", "invert": "invert", "invert_photo": "invert",
+    "frame_face": "invert",
     "Generator": "generators", "to_uint8": "generators",
     "Sampler": "sampling", "Samples": "sampling", "sample": "sampling",
     "load_samples": "shards",

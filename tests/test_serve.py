@@ -1,0 +1,317 @@
+"""The editor's JSON API (tlgan_jax.serve): render/edit/score/invert semantics, bad input
+(4xx with a message, and the server keeps serving), latency, and fuzzing from its OpenAPI
+schema with schemathesis."""
+import io
+import json
+import os
+import socket
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+if os.environ.get("CI", "").lower() == "true":     # in CI a missing extra is an error
+    import fastapi  # noqa: F401
+    import schemathesis
+else:
+    fastapi = pytest.importorskip("fastapi")
+    schemathesis = pytest.importorskip("schemathesis")
+from fastapi.testclient import TestClient  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+from tlgan_jax.axes import Axes  # noqa: E402
+from tlgan_jax.editing import edit_latents  # noqa: E402
+from tlgan_jax.invert import InversionConfig  # noqa: E402
+from tlgan_jax.serve import Editor, Limits, create_app  # noqa: E402
+from tlgan_jax.serve.launch import start_server  # noqa: E402
+from tlgan_jax.zoo import load_extractor, load_generator  # noqa: E402
+
+TINY_INVERSION = InversionConfig(steps=3, restarts=2, init_pool=4, refine_steps=2)
+LIMITS = Limits(max_upload_bytes=2 * 1024 * 1024, max_photo_pixels=4_000_000, stored_photos=2)
+
+
+@pytest.fixture(scope="module")
+def editor():
+    gen = load_generator("digiface64")
+    exts = [load_extractor("gender"), load_extractor("age")]
+    names = ["male", "age", "smile"]            # 'smile' has an axis but no extractor score
+    rng = np.random.default_rng(0)
+    axes = Axes.from_vectors(rng.normal(size=(gen.latent_dim, 3)), names, method="random",
+                             metadata={"generator": gen.name})
+    ed = Editor(gen, exts, axes, invert_config=TINY_INVERSION, limits=LIMITS)
+    ed.warmup(invert=True)
+    return ed
+
+
+@pytest.fixture(scope="module")
+def client(editor):
+    return TestClient(create_app(editor))
+
+
+def _z(editor, seed=0):
+    return editor.random_latent(seed)[0]
+
+
+def _png_bytes(w=96, h=96, color=(200, 150, 120)):
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _decode(data_url):
+    head, b64 = data_url.split(",", 1)
+    assert head == "data:image/png;base64"
+    import base64
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))))
+
+
+def _alive(client, editor):
+    r = client.post("/api/render", json={"z": _z(editor)})
+    assert r.status_code == 200, r.text
+
+
+def test_render_is_the_locked_edit_of_the_state(client, editor):
+    z = _z(editor, 1)
+    r = client.post("/api/render", json={"z": z, "amounts": {"male": 1.5, "age": -1.0},
+                                         "lock": ["smile"]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert _decode(body["image"]).shape == (64, 64, 3)
+    assert set(body["scores"]) == {"male", "age"} and 0 < body["ms"] < 5000
+    assert r.headers["server-timing"].startswith("render;dur=")
+    # z' equals the library's edit_latents with the same lock
+    want = edit_latents(editor.gen, np.asarray([z], np.float32), editor.axes,
+                        {"male": 1.5, "age": -1.0}, lock=["smile"])
+    np.testing.assert_allclose(body["z_edited"], np.asarray(want)[0], atol=1e-5)
+    # the image and scores are those of G(z')
+    img = np.asarray(editor.gen(np.asarray(want)))
+    from tlgan_jax.generators import to_uint8
+    assert np.abs(_decode(body["image"]).astype(int) - to_uint8(img)[0]).max() <= 1
+    male = float(editor.extractors[0](img)["male"][0])
+    assert abs(body["scores"]["male"] - male) < 1e-3
+    # a locked attribute with an amount moves along its Gram-Schmidt'd axis (TL-GAN order)
+    state = {"z": z, "amounts": {"male": 1.0, "age": 2.0}, "lock": ["age", "male"]}
+    got = client.post("/api/edit", json=state).json()["z_edited"]
+    d = editor.axes.disentangle(lock=["male", "age"])         # index order, not request order
+    np.testing.assert_allclose(got, np.asarray(z) + np.asarray(d["male"]) +
+                               2 * np.asarray(d["age"]), atol=1e-5)
+
+
+def test_jitted_lock_equals_axes_disentangle_for_every_lock_set():
+    import itertools
+    from tlgan_jax.serve.editor import locked_directions
+    rng = np.random.default_rng(1)
+    k, d = 5, 10
+    names = [f"a{i}" for i in range(k)]
+    axes = Axes.from_vectors(rng.normal(size=(d, k)) + 0.5, names)   # far from orthogonal
+    fn = jax.jit(locked_directions)
+    for m in range(k + 1):
+        for lock in itertools.combinations(range(k), m):
+            mask = np.isin(np.arange(k), lock)
+            got, ok = fn(axes.directions, mask)
+            want = axes.disentangle(lock=[names[i] for i in lock]).directions
+            assert bool(ok)
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=2e-5)
+    # an axis in the span of the locked ones: not ok (Axes.disentangle raises)
+    v = np.asarray(axes.directions)
+    bad = Axes.from_vectors(np.stack([v[:, 0], v[:, 1], v[:, 0] + v[:, 1]], 1), ["a", "b", "c"])
+    _, ok = fn(bad.directions, np.array([True, True, False]))
+    assert not bool(ok)
+    with pytest.raises(ValueError, match="span"):
+        bad.disentangle(lock=["a", "b"])
+    _, ok = fn(bad.directions, np.array([True, True, True]))
+    assert not bool(ok)
+
+
+def test_png_score_random_info_and_stats(client, editor):
+    z = _z(editor, 2)
+    r = client.post("/api/render.png", json={"z": z, "amounts": {"male": 2}})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(r.content)).size == (64, 64)
+    s = client.post("/api/score", json={"z": z}).json()["scores"]
+    r0 = client.post("/api/render", json={"z": z}).json()
+    assert s == r0["scores"]
+    a = client.post("/api/random", json={"seed": 7}).json()
+    assert a["seed"] == 7 and a == client.post("/api/random", json={"seed": 7}).json()
+    assert len(client.post("/api/random", json={}).json()["z"]) == 100
+    info = client.get("/api/info").json()
+    assert [a["name"] for a in info["attributes"]] == ["male", "age", "smile"]
+    assert [a["has_score"] for a in info["attributes"]] == [True, True, False]
+    assert info["generator"]["resolution"] == 64
+    assert client.get("/api/progress").json() == {"busy": False, "stage": "", "done": 0,
+                                                  "total": 0}
+    stats = client.get("/api/stats").json()
+    assert stats["renders"] >= 2 and stats["p50_ms"] > 0
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="face"' in page.text
+    assert client.get("/static/app.js").status_code == 200
+
+
+def test_slider_moves_render_well_under_100ms(client, editor):
+    """Server-side time of a slider move after warm-up (jitted once, batch 1)."""
+    z = _z(editor, 3)
+    rng = np.random.default_rng(0)
+    ms = []
+    for i in range(60):
+        amounts = {"male": float(rng.uniform(-3, 3)), "age": float(rng.uniform(-3, 3))}
+        r = client.post("/api/render", json={"z": z, "amounts": amounts,
+                                             "lock": ["smile"] if i % 2 else []})
+        ms.append(r.json()["ms"])
+    p50, p95 = np.percentile(ms[10:], [50, 95])
+    print(f"server-side render: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+    assert p50 < 100, ms
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ('{"z": Z, "amounts": {"male": NaN}}', 422, "finite number"),
+    ('{"z": Z, "amounts": {"male": Infinity}}', 422, "finite number"),
+    ('{"z": Z, "amounts": {"male": 1e9}}', 422, "less than or equal to 10"),
+    ('{"z": Z, "amounts": {"beard": 1}}', 422, "Input should be 'male', 'age' or 'smile'"),
+    ('{"z": Z, "lock": ["beard"]}', 422, "Input should be 'male', 'age' or 'smile'"),
+    ('{"z": Z, "lock": ["male", "male"]}', 422, "more than once"),
+    ('{"z": [1, 2, 3]}', 422, "at least 100 items"),
+    ('{"z": ZNAN}', 422, "finite number"),
+    ('{"z": Z, "photo": "0123456789abcdef0123456789abcdef"}', 404, "upload the photo again"),
+    ('{"z": Z, "colour": 1}', 422, "Extra inputs are not permitted"),
+    ('{"z": Z', 422, "JSON decode error"),
+    ('[]', 422, "valid dictionary"),
+])
+def test_bad_state_gets_a_4xx_with_a_message_and_the_server_keeps_serving(
+        client, editor, body, status, message):
+    z = json.dumps(_z(editor))
+    znan = json.dumps([float("nan")] + _z(editor)[1:], allow_nan=True)
+    raw = body.replace("ZNAN", znan).replace("Z", z)
+    for path in ("/api/render", "/api/edit", "/api/render.png"):
+        r = client.post(path, content=raw, headers={"content-type": "application/json"})
+        want = 200 if path == "/api/edit" and status == 404 else status   # edit renders nothing
+        assert r.status_code == want, (path, r.text)
+        if want != 200:
+            assert message in r.text, r.text
+    _alive(client, editor)
+
+
+def test_oversized_and_non_image_uploads_are_refused(client, editor):
+    r = client.post("/api/invert", files={"file": ("notes.txt", b"hello, not a photo")})
+    assert r.status_code == 415 and "not an image" in r.json()["detail"]
+    big = b"\0" * (LIMITS.max_upload_bytes + 100_000)
+    r = client.post("/api/invert", files={"file": ("big.png", big, "image/png")})
+    assert r.status_code == 413 and "too large" in r.json()["detail"]
+    # a small file that decodes to too many pixels (decompression bomb) is refused unread
+    r = client.post("/api/invert", files={"file": ("bomb.png", _png_bytes(2500, 2000))})
+    assert r.status_code == 413 and "megapixels" in r.json()["detail"], r.text
+    r = client.post("/api/invert", files={"file": ("a.png", _png_bytes())},
+                    data={"framing": "face"})
+    assert r.status_code == 422 and "'auto', 'center' or 'full'" in r.text
+    r = client.post("/api/invert", files={"file": ("a.png", _png_bytes())},
+                    data={"box": "1,2,3"})
+    assert r.status_code == 422
+    r = client.post("/api/invert", files={"file": ("a.png", _png_bytes())},
+                    data={"box": "50,50,10,10"})
+    assert r.status_code == 400 and "right > left" in r.json()["detail"]
+    r = client.post("/api/invert", data={"framing": "auto"})
+    assert r.status_code == 422 and "file" in r.text
+    big_json = json.dumps({"z": _z(editor), "pad": "x" * (LIMITS.max_json_bytes + 1)})
+    r = client.post("/api/render", content=big_json, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "too large" in r.json()["detail"]
+    _alive(client, editor)
+
+
+def test_invert_upload_then_edit_the_photo(client, editor):
+    rng = np.random.default_rng(0)
+    photo = (rng.uniform(0, 255, (80, 100, 3))).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, "JPEG")
+    r = client.post("/api/invert", files={"file": ("me.jpg", buf.getvalue(), "image/jpeg")},
+                    data={"framing": "center"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["z"]) == 100 and body["framing"] == "center" and body["box"] == [10, 0, 90, 80]
+    assert _decode(body["target"]).shape == (64, 64, 3) and np.isfinite(body["psnr"])
+    photo_id = body["photo"]
+    assert isinstance(photo_id, str) and len(photo_id) == 32
+    # rendering the inverted z with the photo's refined generator gives the reconstruction
+    r = client.post("/api/render", json={"z": body["z"], "photo": photo_id})
+    assert r.status_code == 200 and r.json()["image"] == body["image"]
+    plain = client.post("/api/render", json={"z": body["z"]}).json()["image"]
+    assert plain != body["image"]                      # the refinement changed the generator
+    edited = client.post("/api/render", json={"z": body["z"], "photo": photo_id,
+                                              "amounts": {"male": 3}}).json()["image"]
+    assert edited != body["image"]
+    r = client.post("/api/invert", files={"file": ("me.jpg", buf.getvalue())},
+                    data={"framing": "center", "refine": "false"})
+    assert r.status_code == 200 and r.json()["photo"] is None
+    # stored refinements are bounded (LRU): the oldest id expires with a clear 404
+    for _ in range(LIMITS.stored_photos):
+        client.post("/api/invert", files={"file": ("me.jpg", buf.getvalue())},
+                    data={"framing": "center"})
+    r = client.post("/api/render", json={"z": body["z"], "photo": photo_id})
+    assert r.status_code == 404 and "expired" in r.json()["detail"]
+
+
+def test_real_server_survives_bad_requests(editor):
+    """Over real HTTP: malformed requests, a truncated body and a chunked oversized upload,
+    then a normal render still works."""
+    import httpx
+    server, url = start_server(create_app(editor))
+    try:
+        host, port = url.rsplit("/", 1)[1].split(":")
+        with socket.create_connection((host, int(port))) as s:       # not HTTP at all
+            s.sendall(b"\x16\x03\x01 garbage\r\n\r\n")
+            s.recv(1024)
+        with socket.create_connection((host, int(port))) as s:       # body shorter than declared
+            s.sendall(b"POST /api/render HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                      b"\r\nContent-Length: 5000\r\n\r\n{\"z\": [1")
+            s.shutdown(socket.SHUT_WR)
+            s.recv(1024)
+
+        def chunks():
+            for _ in range(40):
+                yield b"\0" * 100_000                                 # 4 MB, no Content-Length
+        r = httpx.post(url + "/api/invert", content=chunks(),
+                       headers={"content-type": "multipart/form-data; boundary=x"})
+        assert r.status_code == 413
+        r = httpx.post(url + "/api/render", json={"z": _z(editor)}, timeout=30)
+        assert r.status_code == 200 and r.json()["image"].startswith("data:image/png")
+    finally:
+        server.should_exit = True
+
+
+FUZZ_EXAMPLES = 30          # per operation
+
+
+def test_api_fuzzed_from_its_openapi_schema(editor):
+    """schemathesis generates requests (valid and invalid) for every operation from the
+    OpenAPI schema: no 5xx, every response matches its documented status and schema, and the
+    server keeps serving. (Driven by hand, since schemathesis' lazy pytest schemas do not
+    support pytest 9 yet.)"""
+    from hypothesis import given
+    from hypothesis.errors import Unsatisfiable
+    app = create_app(editor)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {f"{op.method.upper()} {op.path}" for op in operations} >= {
+        "POST /api/render", "POST /api/render.png", "POST /api/edit", "POST /api/score",
+        "POST /api/invert", "POST /api/random", "GET /api/info", "GET /api/stats"}
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
+    calls = 0
+    for op in operations:
+        # A schema cannot say "the file must be a photo": schema-valid uploads of random bytes
+        # are rightly refused (415/400), so only there "valid data is accepted" is not checked.
+        excluded = [positive_data_acceptance] if op.path == "/api/invert" else []
+        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+            @given(case=op.as_strategy(generation_mode=mode))
+            @settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,
+                      suppress_health_check=list(HealthCheck))
+            def check(case):
+                nonlocal calls
+                calls += 1
+                case.call_and_validate(excluded_checks=excluded)
+            try:
+                check()
+            except Unsatisfiable:
+                # no invalid request exists for an operation without inputs (GET /api/info)
+                assert mode == schemathesis.GenerationMode.NEGATIVE and op.method == "get"
+    assert calls > 100
+    client = TestClient(app)
+    _alive(client, editor)

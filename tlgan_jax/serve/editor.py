@@ -1,0 +1,312 @@
+"""The editor's engine: render / score / edit / invert for one generator, its extractors and
+axes, with every per-request function jitted once at start-up (batch 1, fixed shapes).
+
+A request carries the full state (z, amounts t per attribute, locked attributes L):
+    D = directions of Axes.disentangle(lock=L in the axes' order)   (TL-GAN's lock)
+    z' = c(z) + D t,   image = G_θ(z'),   scores = F(image)
+D is computed inside the jitted function from a lock mask m ∈ {0,1}^k (`locked_directions`:
+Gram-Schmidt of the locked axes in index order, the others' projections on their span removed,
+all re-normalised), so every lock combination runs the same compiled code.
+θ is the generator's parameters, or a photo's refined ones (see tlgan_jax.invert) when the
+state names an uploaded photo. Locked attributes keep the amount they had (their sliders are
+frozen in the page); the others move orthogonally to the locked axes, so to first order the
+locked attributes' linear scores do not change.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import io
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from tlgan_jax.axes import Axes
+from tlgan_jax.extractors import Extractor, stack_scores
+from tlgan_jax.generators import Generator
+from tlgan_jax.invert import InversionConfig, Inverter, PhotoError, frame_face, load_photo
+
+
+class EditorError(ValueError):
+    """A request the editor cannot serve; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one request may ask for (bigger requests get a 4xx, never an out-of-memory)."""
+    max_amount: float = 10.0           # |t_a| in latent units
+    max_latent: float = 50.0           # |z_i| (N(0, 1) draws stay below ~6)
+    max_json_bytes: int = 256 * 1024
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_photo_pixels: int = 40_000_000
+    stored_photos: int = 8             # refined generators kept (LRU), ~15 MB each for DigiFace
+    invert_wait_s: float = 120.0       # a second inversion waits this long for the first
+
+
+def png_bytes(image_u8: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image_u8, np.uint8)).save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _to_uint8(images):
+    """Jittable `tlgan_jax.generators.to_uint8`: rint((x + 1) · 127.5), clipped."""
+    return jnp.clip(jnp.rint((images + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
+
+
+_DEGENERATE_TOL = 1e-4
+
+
+def locked_directions(directions: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Jittable `Axes.disentangle` for a lock mask: directions [d, k], mask [k] bool ->
+    (directions [d, k], ok). Locked columns are Gram-Schmidt-orthonormalised in index order;
+    unlocked ones lose their projection on the span of the locked ones; all are unit length.
+    ok is False when a locked axis lies in the span of those before it, or an unlocked one in
+    the span of the locked ones (Axes.disentangle raises then)."""
+    d, k = directions.shape
+    mask = mask.astype(bool)
+    hi = jax.lax.Precision.HIGHEST
+    q = jnp.zeros((d, k), jnp.float32)
+    ok = jnp.array(True)
+    for i in range(k):                                  # k is static and small: unrolled
+        v0 = directions[:, i]
+        v = v0
+        for _ in range(2):                              # "twice is enough"
+            v = v - jnp.dot(q, jnp.dot(q.T, v, precision=hi), precision=hi)
+        norm = jnp.linalg.norm(v)
+        rel = norm / jnp.maximum(jnp.linalg.norm(v0), 1e-30)
+        ok = ok & (~mask[i] | (rel > _DEGENERATE_TOL))
+        q = q.at[:, i].set(jnp.where(mask[i], v / jnp.maximum(norm, 1e-30), 0.0))
+    t = directions
+    for _ in range(2):
+        t = t - jnp.dot(q, jnp.dot(q.T, t, precision=hi), precision=hi)
+    norms = jnp.linalg.norm(t, axis=0)
+    rel = norms / jnp.maximum(jnp.linalg.norm(directions, axis=0), 1e-30)
+    ok = ok & jnp.all(mask | (rel > _DEGENERATE_TOL))
+    moved = t / jnp.maximum(norms, 1e-30)[None, :]
+    return jnp.where(mask[None, :], q, moved), ok
+
+
+def default_axes(gen: Generator, extractors: Sequence[Extractor], *, num_samples: int = 8192,
+                 seed: int = 0, cache_dir: str | Path | None = None,
+                 progress: bool = False) -> Axes:
+    """Axes for `gen` and `extractors` fitted the way experiments/discover_axes.py does (OLS on
+    TL-GAN's clipped logits), cached as an axes.npz in `cache_dir` (default: the tlgan_jax
+    cache, ``axes/``) so only the first call samples and fits."""
+    from tlgan_jax import assets
+    from tlgan_jax.evaluate import clip_logits
+    from tlgan_jax.fit import fit_axes
+    from tlgan_jax.sampling import sample
+
+    cache_dir = Path(cache_dir) if cache_dir is not None else assets.cache_dir() / "axes"
+    names = "-".join(e.name for e in extractors)
+    path = cache_dir / f"{gen.name}-{names}-ols-{num_samples}-seed{seed}.npz"
+    if path.is_file():
+        return Axes.load(path, gen.latent_dim, gen.name)
+    samples = sample(gen, extractors, num_samples, seed, progress=progress)
+    y = clip_logits(samples.y, samples.binary, 3.0)
+    axes = fit_axes(np.asarray(gen.canonical_latents(samples.z)), y, method="ols",
+                    names=samples.names, binary=samples.binary, key=jax.random.key(seed + 1),
+                    metadata=dict(samples.metadata, note="tlgan_jax.serve default axes"))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{secrets.token_hex(4)}")
+    axes.save(tmp)
+    tmp.replace(path)
+    return axes
+
+
+class Editor:
+    """Everything the web app computes. Thread-safe; `warmup()` compiles every function."""
+
+    def __init__(self, gen: Generator, extractors: Sequence[Extractor], axes: Axes, *,
+                 invert_config: InversionConfig = InversionConfig(steps=150, restarts=2,
+                                                                   refine_steps=100),
+                 limits: Limits = Limits()):
+        axes.check_generator(gen)
+        self.gen, self.axes, self.limits = gen, axes, limits
+        self.extractors = tuple(extractors)
+        self.attributes = tuple(axes.names)
+        self.score_names = tuple(a for e in self.extractors for a in e.attributes)
+        if len(set(self.score_names)) != len(self.score_names):
+            raise ValueError(f"extractor attributes must be unique, got {self.score_names}")
+        self.binary = {a: b for e in self.extractors for a, b in zip(e.attributes, e.binary)}
+        self.score_meaning = {a: f"{e.name}: {e.info.get('score', 'score')}"
+                              for e in self.extractors for a in e.attributes}
+        self._ext_params = [e.params for e in self.extractors]
+        self.inverter = Inverter(gen, self.extractors, invert_config)
+        self._photos: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        self._photos_lock = threading.Lock()
+        self._invert_lock = threading.Lock()
+        self._progress = {"busy": False, "stage": "", "done": 0, "total": 0}
+        self.render_ms: collections.deque[float] = collections.deque(maxlen=2000)
+
+    # -- jitted functions (batch 1) -----------------------------------------------------------
+    def _edit_fn(self, directions, z, mask, t):
+        dirs, ok = locked_directions(directions, mask)
+        z2 = self.gen.canonical_latents(z) + jnp.dot(t[None, :], dirs.T,
+                                                     precision=jax.lax.Precision.HIGHEST)
+        return z2, ok
+
+    def _render_fn(self, gen_params, ext_params, directions, z, mask, t):
+        z2, ok = self._edit_fn(directions, z, mask, t)
+        images = self.gen.apply(gen_params, z2)
+        scores = (stack_scores(self.extractors, ext_params, images) if self.extractors
+                  else jnp.zeros((1, 0), jnp.float32))
+        return _to_uint8(images), scores, z2, ok
+
+    @functools.cached_property
+    def _render(self):
+        return jax.jit(self._render_fn)
+
+    @functools.cached_property
+    def _edit(self):
+        return jax.jit(self._edit_fn)
+
+    def warmup(self, invert: bool = True) -> dict:
+        """Compile render/edit (and the inversion steps) now; returns seconds per part."""
+        times = {}
+        t = time.perf_counter()
+        z = np.zeros(self.gen.latent_dim, np.float32)
+        self.render(z, {}, [])
+        self.render(z, {}, [])
+        self.edit(z, {}, [])
+        self.render_ms.clear()                    # the statistics are of warm renders
+        times["render_s"] = time.perf_counter() - t
+        if invert:
+            t = time.perf_counter()
+            with self._invert_lock:            # an upload meanwhile waits for the compile
+                self.inverter.warmup(1)
+            times["invert_s"] = time.perf_counter() - t
+        return times
+
+    # -- state -> arrays ----------------------------------------------------------------------
+    def _state(self, z, amounts, lock):
+        z = np.asarray(z, np.float32)
+        if z.shape != (self.gen.latent_dim,):
+            raise EditorError(f"z must have {self.gen.latent_dim} numbers, got shape {z.shape}")
+        if not np.all(np.isfinite(z)) or np.max(np.abs(z)) > self.limits.max_latent:
+            raise EditorError(f"z must be finite with |z_i| <= {self.limits.max_latent}")
+        unknown = sorted(set(amounts) - set(self.attributes))
+        unknown_lock = sorted(set(lock) - set(self.attributes))
+        if unknown or unknown_lock:
+            raise EditorError(f"unknown attribute(s) {unknown + unknown_lock}; the axes have "
+                              f"{list(self.attributes)}", 422)
+        t = np.array([amounts.get(a, 0.0) for a in self.attributes], np.float32)
+        if not np.all(np.isfinite(t)) or np.max(np.abs(t), initial=0) > self.limits.max_amount:
+            raise EditorError(f"amounts must be finite numbers in [-{self.limits.max_amount}, "
+                              f"{self.limits.max_amount}]", 422)
+        mask = np.array([a in set(lock) for a in self.attributes])   # TL-GAN: index order
+        return z[None], mask, t
+
+    def _check_lock(self, ok, mask):
+        if not bool(ok):
+            locked = [a for a, m in zip(self.attributes, mask) if m]
+            raise EditorError(f"cannot lock {locked}: an axis lies in the span of the locked "
+                              f"ones, so nothing is left of it")
+
+    def _params(self, photo: str | None):
+        if photo is None:
+            return self.gen.params
+        with self._photos_lock:
+            if photo not in self._photos:
+                raise EditorError(f"unknown or expired photo {photo!r}: upload the photo "
+                                  f"again", 404)
+            self._photos.move_to_end(photo)
+            return self._photos[photo]
+
+    # -- requests -----------------------------------------------------------------------------
+    def render(self, z, amounts: dict, lock: Sequence[str], photo: str | None = None) -> dict:
+        """{png: bytes, scores: {attr: float}, z_edited: [d] list, ms: server time}."""
+        t0 = time.perf_counter()
+        zz, mask, t = self._state(z, amounts, lock)
+        img, scores, z2, ok = self._render(self._params(photo), self._ext_params,
+                                           self.axes.directions, zz, mask, t)
+        self._check_lock(ok, mask)
+        img, scores, z2 = np.asarray(img)[0], np.asarray(scores)[0], np.asarray(z2)[0]
+        png = png_bytes(img)
+        ms = (time.perf_counter() - t0) * 1e3
+        self.render_ms.append(ms)
+        return {"png": png, "scores": dict(zip(self.score_names, map(float, scores))),
+                "z_edited": z2.tolist(), "ms": ms}
+
+    def edit(self, z, amounts: dict, lock: Sequence[str]) -> list[float]:
+        zz, mask, t = self._state(z, amounts, lock)
+        z2, ok = self._edit(self.axes.directions, zz, mask, t)
+        self._check_lock(ok, mask)
+        return np.asarray(z2)[0].tolist()
+
+    def score(self, z, photo: str | None = None) -> dict:
+        r = self.render(z, {}, [], photo)
+        return r["scores"]
+
+    def random_latent(self, seed: int | None = None) -> tuple[list[float], int]:
+        seed = secrets.randbelow(2**31) if seed is None else int(seed)
+        z = np.random.default_rng(seed).standard_normal(self.gen.latent_dim).astype(np.float32)
+        return z.tolist(), seed
+
+    def progress(self) -> dict:
+        """The running inversion: {busy, stage ("z" or "refine"), done, total} steps."""
+        return dict(self._progress)
+
+    def latency(self) -> dict:
+        ms = np.asarray(self.render_ms, np.float64)
+        if not ms.size:
+            return {"renders": 0}
+        return {"renders": int(ms.size), "p50_ms": float(np.percentile(ms, 50)),
+                "p95_ms": float(np.percentile(ms, 95)), "max_ms": float(ms.max())}
+
+    def invert(self, data: bytes, *, framing: str = "auto", box=None, refine: bool = True,
+               seed: int = 0) -> dict:
+        """Invert an uploaded photo: framing, latent, reconstruction, quality, photo id."""
+        if len(data) > self.limits.max_upload_bytes:
+            raise EditorError(f"the upload is {len(data)} bytes; the limit is "
+                              f"{self.limits.max_upload_bytes}", 413)
+        try:
+            photo = load_photo(data, max_pixels=self.limits.max_photo_pixels)
+            target, info = frame_face(photo, self.gen.resolution, box=box, framing=framing)
+        except PhotoError as e:
+            status = {"too_large": 413, "not_image": 415}.get(e.reason, 400)
+            raise EditorError(str(e), status) from None
+        if not self._invert_lock.acquire(timeout=self.limits.invert_wait_s):
+            raise EditorError("the editor is busy inverting another photo; try again", 503)
+        try:
+            t0 = time.perf_counter()
+            self._progress = {"busy": True, "stage": "start", "done": 0, "total": 0}
+
+            def progress(stage, done, total):
+                self._progress = {"busy": True, "stage": stage, "done": done, "total": total}
+            result = self.inverter(target[None], jax.random.key(seed), progress=progress,
+                                   refine=bool(refine and self.inverter.config.refine_steps))
+            seconds = time.perf_counter() - t0
+        finally:
+            self._progress = {"busy": False, "stage": "", "done": 0, "total": 0}
+            self._invert_lock.release()
+        photo_id = None
+        if result.params is not None:
+            photo_id = secrets.token_hex(16)
+            with self._photos_lock:
+                self._photos[photo_id] = result.params_for(0)
+                while len(self._photos) > self.limits.stored_photos:
+                    self._photos.popitem(last=False)
+        z = result.z[0].tolist()
+        rendered = self.render(z, {}, [], photo_id)
+        return {"z": z, "photo": photo_id, "target_png": png_bytes(_np_uint8(target)),
+                "png": rendered["png"], "scores": rendered["scores"],
+                "psnr": float(result.psnr[0]), "ssim": float(result.ssim[0]),
+                "framing": info["framing"], "box": info["box"], "seconds": seconds}
+
+
+def _np_uint8(image) -> np.ndarray:
+    return np.clip(np.rint((np.asarray(image, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)

@@ -1,0 +1,350 @@
+// tlgan_jax editor page: plain JS, no build step. Every change sends the full state
+// {z, amounts, lock, photo} to POST /api/render; at most one render is in flight and the
+// latest state is sent when it returns (slider drags never queue up stale requests).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  face: $("face"), status: $("status"), rows: $("attributes"), undo: $("undo"),
+  latency: $("latency"), photoPanel: $("photo-panel"), target: $("target"),
+  quality: $("quality"), caption: $("face-caption"),
+};
+
+let info = null;
+// The state the server renders; `base` is the unedited face's scores (for the deltas).
+let state = { z: null, amounts: {}, lock: [], photo: null };
+let baseScores = {};
+let lastRender = null;          // {image, scores, z_edited}
+let committed = null;           // last state pushed to the undo history
+const history = [];
+let inflight = false, pending = false;
+let target = null;              // {image, quality} of an uploaded photo
+const PADLOCK = '<svg width="11" height="12" viewBox="0 0 11 12" aria-hidden="true">' +
+  '<rect x="1" y="5" width="9" height="7" rx="1.5" fill="currentColor"/>' +
+  '<path d="M3 5V3.5a2.5 2.5 0 0 1 5 0V5" stroke="currentColor" stroke-width="1.4" ' +
+  'fill="none"/></svg>';
+
+// ------------------------------------------------------------------------ helpers
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  node.append(...children);
+  return node;
+}
+
+function snapshot() {
+  return JSON.parse(JSON.stringify({ state, target }));
+}
+
+function setStatus(text, kind = "") {
+  ui.status.textContent = text;
+  ui.status.className = kind;
+}
+
+async function errorText(resp) {
+  try {
+    const body = await resp.json();
+    if (typeof body.detail === "string") return body.detail;
+    if (Array.isArray(body.detail)) {
+      return body.detail.map((e) => `${(e.loc || []).slice(1).join(".")}: ${e.msg}`).join("; ");
+    }
+  } catch (e) { /* not JSON */ }
+  return `HTTP ${resp.status}`;
+}
+
+async function api(path, body, isForm = false) {
+  const opts = { method: "POST" };
+  if (isForm) {
+    opts.body = body;
+  } else {
+    opts.body = JSON.stringify(body);
+    opts.headers = { "Content-Type": "application/json" };
+  }
+  const resp = await fetch(path, opts);
+  if (!resp.ok) throw new Error(await errorText(resp));
+  return resp.json();
+}
+
+function requestBody() {
+  const amounts = {};
+  for (const [k, v] of Object.entries(state.amounts)) if (v !== 0) amounts[k] = v;
+  const body = { z: state.z, amounts, lock: state.lock };
+  if (state.photo) body.photo = state.photo;
+  return body;
+}
+
+function fmtScore(name, value) {
+  const a = info.attributes.find((x) => x.name === name);
+  if (a && a.binary) return `${value >= 0 ? "+" : ""}${value.toFixed(2)}`;
+  return value.toFixed(Math.abs(value) >= 10 ? 1 : 2);
+}
+
+// ------------------------------------------------------------------------ rendering
+function scheduleRender() {
+  if (inflight) { pending = true; return; }
+  inflight = true;
+  doRender();
+}
+
+async function doRender() {
+  const t0 = performance.now();
+  try {
+    const r = await api("/api/render", requestBody());
+    lastRender = r;
+    ui.face.src = r.image;
+    showScores(r.scores);
+    const rtt = performance.now() - t0;
+    ui.latency.textContent = `last render: ${rtt.toFixed(0)} ms round trip, ` +
+      `${r.ms.toFixed(1)} ms on the server`;
+    if (ui.status.className === "error") setStatus("");   // a render worked again
+    document.body.dataset.renders = String(Number(document.body.dataset.renders || 0) + 1);
+  } catch (e) {
+    setStatus(e.message, "error");
+  } finally {
+    inflight = false;
+    if (pending) { pending = false; scheduleRender(); }
+  }
+}
+
+function showScores(scores) {
+  for (const a of info.attributes) {
+    const cell = $(`score-${a.name}`);
+    if (!cell || !(a.name in scores)) continue;
+    const v = scores[a.name];
+    const d = a.name in baseScores ? v - baseScores[a.name] : 0;
+    cell.dataset.value = String(v);
+    const cls = Math.abs(d) < 0.005 ? "" : (d > 0 ? "up" : "down");
+    cell.replaceChildren(fmtScore(a.name, v), el("span", { class: `delta ${cls}` },
+      `${d >= 0 ? "+" : "−"}${Math.abs(d).toFixed(2)}`));
+  }
+}
+
+async function refreshBase() {
+  // scores of the unedited face, for the deltas
+  const body = { z: state.z };
+  if (state.photo) body.photo = state.photo;
+  baseScores = (await api("/api/score", body)).scores;
+}
+
+// ------------------------------------------------------------------------ controls
+function buildRows() {
+  ui.rows.innerHTML = "";
+  const range = Math.min(5, info.limits.max_amount);
+  for (const a of info.attributes) {
+    // built with DOM calls (no innerHTML): attribute names come from the axes file
+    const tr = el("tr", { id: `row-${a.name}` });
+    tr.append(
+      el("td", { class: "name" }, a.name),
+      el("td", { class: "slider" }, el("input", {
+        type: "range", id: `slider-${a.name}`, min: -range, max: range, step: "0.01",
+        value: "0", "aria-label": `${a.name} amount`,
+      })),
+      el("td", { class: "amount", id: `amount-${a.name}` }, "0.00"),
+      el("td", {
+        class: "score", id: `score-${a.name}`,
+        title: a.score_meaning || "no extractor scores this attribute",
+      }, a.has_score ? "…" : "–"),
+      el("td", {}, el("button", {
+        type: "button", class: "lock", id: `lock-${a.name}`, "aria-pressed": "false",
+        title: `lock ${a.name}: keep it while moving the others`,
+      }, "unlocked")));
+    ui.rows.appendChild(tr);
+    const slider = tr.querySelector("input");
+    slider.addEventListener("input", () => {
+      state.amounts[a.name] = Number(slider.value);
+      $(`amount-${a.name}`).textContent = Number(slider.value).toFixed(2);
+      scheduleRender();
+    });
+    slider.addEventListener("change", commit);
+    slider.addEventListener("dblclick", () => {
+      slider.value = "0";
+      slider.dispatchEvent(new Event("input"));
+      commit();
+    });
+    tr.querySelector("button.lock").addEventListener("click", () => toggleLock(a.name));
+  }
+}
+
+function syncControls() {
+  for (const a of info.attributes) {
+    const v = state.amounts[a.name] || 0;
+    const slider = $(`slider-${a.name}`);
+    slider.value = String(v);
+    $(`amount-${a.name}`).textContent = v.toFixed(2);
+    const locked = state.lock.includes(a.name);
+    slider.disabled = locked;
+    const btn = $(`lock-${a.name}`);
+    btn.setAttribute("aria-pressed", String(locked));
+    btn.innerHTML = locked ? `${PADLOCK} locked` : "unlocked";
+    $(`row-${a.name}`).classList.toggle("locked", locked);
+  }
+  ui.undo.disabled = history.length === 0;
+  if (target) {
+    ui.photoPanel.hidden = false;
+    ui.target.src = target.image;
+    ui.quality.textContent = target.quality;
+    ui.caption.textContent = "reconstruction, edited";
+  } else {
+    ui.photoPanel.hidden = true;
+    ui.caption.textContent = "edited face";
+  }
+}
+
+function commit() {
+  // push the previous committed state, remember the current one
+  const now = snapshot();
+  if (committed && JSON.stringify(committed) !== JSON.stringify(now)) {
+    history.push(committed);
+    if (history.length > 200) history.shift();
+  }
+  committed = now;
+  ui.undo.disabled = history.length === 0;
+}
+
+function toggleLock(name) {
+  const i = state.lock.indexOf(name);
+  if (i >= 0) state.lock.splice(i, 1); else state.lock.push(name);
+  // TL-GAN order: locked axes are orthogonalised in the axes' order
+  const order = info.attributes.map((a) => a.name);
+  state.lock.sort((a, b) => order.indexOf(a) - order.indexOf(b));
+  syncControls();
+  commit();
+  scheduleRender();
+}
+
+async function setFace(z, photo, newTarget) {
+  state = { z, amounts: {}, lock: state.lock.slice(), photo };
+  target = newTarget;
+  await refreshBase();
+  syncControls();
+  commit();
+  scheduleRender();
+}
+
+async function randomFace(seed) {
+  try {
+    const r = await api("/api/random", Number.isInteger(seed) ? { seed } : {});
+    await setFace(r.z, null, null);
+    setStatus(`face seed ${r.seed} (link: ?seed=${r.seed})`);
+  } catch (e) { setStatus(e.message, "error"); }
+}
+
+function reset() {
+  state.amounts = {};
+  state.lock = [];
+  syncControls();
+  commit();
+  scheduleRender();
+}
+
+async function undo() {
+  if (!history.length) return;
+  const prev = history.pop();
+  const zChanged = JSON.stringify(prev.state.z) !== JSON.stringify(state.z) ||
+    prev.state.photo !== state.photo;
+  state = prev.state;
+  target = prev.target;
+  committed = snapshot();
+  if (zChanged) {
+    try { await refreshBase(); } catch (e) { setStatus(e.message, "error"); }
+  }
+  syncControls();
+  scheduleRender();
+}
+
+function download(href, filename) {
+  const a = document.createElement("a");
+  a.href = href;
+  a.download = filename;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+}
+
+function downloadPng() {
+  if (lastRender) download(lastRender.image, "face.png");
+}
+
+function downloadLatent() {
+  const data = {
+    generator: info.generator.name, z: state.z, amounts: state.amounts, lock: state.lock,
+    z_edited: lastRender ? lastRender.z_edited : null,
+    refined_photo: Boolean(state.photo),
+    note: "z_edited = z + sum of amounts along the (locked-orthogonalised) axes" +
+      (state.photo ? "; rendered with a generator refined to an uploaded photo (not included)" : ""),
+  };
+  const blob = new Blob([JSON.stringify(data, null, 1)], { type: "application/json" });
+  const url = URL.createObjectURL(blob);
+  download(url, "latent.json");
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+async function upload(file) {
+  if (!file) return;
+  if (file.size > info.limits.max_upload_bytes) {
+    setStatus(`${file.name} is ${(file.size / 1e6).toFixed(1)} MB; the limit is ` +
+      `${(info.limits.max_upload_bytes / 1e6).toFixed(0)} MB`, "error");
+    return;
+  }
+  const form = new FormData();
+  form.append("file", file);
+  form.append("refine", $("refine").checked ? "true" : "false");
+  const t0 = performance.now();
+  const stages = { z: "fitting the latent", refine: "refining the generator" };
+  let progressText = "";
+  const timer = setInterval(async () => {
+    try {
+      const p = await (await fetch("/api/progress")).json();
+      if (p.busy && p.total) {
+        progressText = `${stages[p.stage] || p.stage}: step ${p.done} of ${p.total}`;
+      }
+    } catch (e) { /* keep the last text */ }
+    setStatus(`${file.name}: ${progressText || "preparing"} ` +
+      `(${((performance.now() - t0) / 1000).toFixed(0)} s)`, "busy");
+  }, 400);
+  setStatus(`fitting ${file.name} …`, "busy");
+  try {
+    const r = await api("/api/invert", form, true);
+    clearInterval(timer);
+    await setFace(r.z, r.photo, {
+      image: r.target,
+      quality: `PSNR ${r.psnr.toFixed(1)} dB, SSIM ${r.ssim.toFixed(2)} (${r.framing})`,
+    });
+    setStatus(`fitted in ${r.seconds.toFixed(1)} s`);
+  } catch (e) {
+    clearInterval(timer);
+    setStatus(`upload failed: ${e.message}`, "error");
+  } finally {
+    $("upload").value = "";
+  }
+}
+
+// ------------------------------------------------------------------------ start
+async function start() {
+  try {
+    const resp = await fetch("/api/info");
+    info = await resp.json();
+  } catch (e) {
+    setStatus("cannot reach the editor server", "error");
+    return;
+  }
+  $("generator").textContent =
+    `${info.generator.name} · ${info.generator.resolution}×${info.generator.resolution}`;
+  buildRows();
+  $("random").addEventListener("click", () => randomFace());
+  $("reset").addEventListener("click", reset);
+  ui.undo.addEventListener("click", undo);
+  $("download-png").addEventListener("click", downloadPng);
+  $("download-latent").addEventListener("click", downloadLatent);
+  $("upload").addEventListener("change", (ev) => upload(ev.target.files[0]));
+  document.addEventListener("keydown", (ev) => {
+    if ((ev.ctrlKey || ev.metaKey) && ev.key === "z") { ev.preventDefault(); undo(); }
+    else if (ev.key === "r" && ev.target.tagName !== "INPUT") randomFace();
+  });
+  // ?seed=N starts from the face of that seed (a shareable link); otherwise a random one
+  const seed = Number.parseInt(new URLSearchParams(location.search).get("seed"), 10);
+  await randomFace(Number.isInteger(seed) && seed >= 0 ? seed : undefined);
+  document.body.dataset.ready = "true";
+}
+
+start();
