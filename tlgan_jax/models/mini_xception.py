@@ -58,6 +58,17 @@ class KerasBatchNorm(nn.Module):
         return (x - mean) * (gamma * jax.lax.rsqrt(var + self.epsilon)) + beta
 
 
+def shifted_taps3x3(x, k, oh: int, ow: int):
+    """y[h, w, :] = sum_ij x[h+i, w+j, :] * k[i, j, 0, :] over the 3x3 taps ('valid' on x),
+    as nine broadcast multiply-adds (x: NHWC with C = 1 or C = k's last dim)."""
+    y = x[:, 0:oh, 0:ow, :] * k[0, 0, 0]
+    for i in range(3):
+        for j in range(3):
+            if i or j:
+                y = y + x[:, i:i + oh, j:j + ow, :] * k[i, j, 0]
+    return y
+
+
 class DepthwiseConv3x3(nn.Module):
     """Depthwise 3x3 'same' conv, stride 1, no bias: y[h,w,c] = sum_ij xpad[h+i, w+j, c] k[i,j,0,c].
 
@@ -69,13 +80,7 @@ class DepthwiseConv3x3(nn.Module):
     def __call__(self, x):
         n, h, w, c = x.shape
         k = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, 1, c))
-        xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        y = xp[:, 0:h, 0:w, :] * k[0, 0, 0]
-        for i in range(3):
-            for j in range(3):
-                if i or j:
-                    y = y + xp[:, i:i + h, j:j + w, :] * k[i, j, 0]
-        return y
+        return shifted_taps3x3(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), k, h, w)
 
 
 class SingleChannelConv3x3(nn.Module):
@@ -92,13 +97,7 @@ class SingleChannelConv3x3(nn.Module):
         if c != 1:
             raise ValueError(f"SingleChannelConv3x3 needs 1 input channel, got {c}")
         k = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, 1, self.features))
-        oh, ow = h - 2, w - 2
-        y = x[:, 0:oh, 0:ow, :] * k[0, 0, 0]
-        for i in range(3):
-            for j in range(3):
-                if i or j:
-                    y = y + x[:, i:i + oh, j:j + ow, :] * k[i, j, 0]
-        return y
+        return shifted_taps3x3(x, k, h - 2, w - 2)
 
 
 class SeparableConv(nn.Module):
