@@ -10,7 +10,7 @@
 
 Names are imported on first use (so `import tlgan_jax` stays cheap).
 """
-import importlib
+from tlgan_jax.lazy import lazy_getattr
 
 _EXPORTS = {
     "Axes": "axes", "load_axes": "axes",
@@ -27,9 +27,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"tlgan_jax.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tlgan_jax' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, globals(), _EXPORTS)

@@ -72,7 +72,10 @@ class Generator:
         return z * jax.lax.rsqrt(jnp.mean(jnp.square(z), axis=-1, keepdims=True) + 1e-8)
 
 
-def to_uint8(images) -> np.ndarray:
-    """[-1, 1] float images -> uint8 with NVIDIA's rounding: rint((x + 1) * 127.5), clipped."""
-    x = np.rint((np.asarray(images, np.float32) + 1.0) * 127.5)
-    return np.clip(x, 0, 255).astype(np.uint8)
+def to_uint8(images):
+    """[-1, 1] float images -> uint8 with NVIDIA's rounding: rint((x + 1) * 127.5), clipped.
+
+    JAX arrays (also inside `jax.jit`) stay JAX arrays; anything else becomes numpy."""
+    xp = jnp if isinstance(images, jax.Array) else np
+    x = xp.rint((xp.asarray(images, xp.float32) + 1.0) * 127.5)
+    return xp.clip(x, 0, 255).astype(xp.uint8)

@@ -7,7 +7,7 @@ http://127.0.0.1:8000. Needs the `ui` extra (fastapi, uvicorn, python-multipart)
 
 Names are imported on first use, so importing this package does not import FastAPI.
 """
-import importlib
+from tlgan_jax.lazy import lazy_getattr
 
 _EXPORTS = {"Editor": "editor", "EditorError": "editor", "Limits": "editor",
             "default_axes": "editor", "create_app": "app", "build_editor": "launch",
@@ -15,9 +15,4 @@ _EXPORTS = {"Editor": "editor", "EditorError": "editor", "Limits": "editor",
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"tlgan_jax.serve.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tlgan_jax.serve' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, globals(), _EXPORTS)

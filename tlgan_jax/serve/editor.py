@@ -31,7 +31,7 @@ from PIL import Image
 
 from tlgan_jax.axes import Axes
 from tlgan_jax.extractors import Extractor, stack_scores
-from tlgan_jax.generators import Generator
+from tlgan_jax.generators import Generator, to_uint8
 from tlgan_jax.invert import InversionConfig, Inverter, PhotoError, frame_face, load_photo
 
 
@@ -59,11 +59,6 @@ def png_bytes(image_u8: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.asarray(image_u8, np.uint8)).save(buf, "PNG", compress_level=1)
     return buf.getvalue()
-
-
-def _to_uint8(images):
-    """Jittable `tlgan_jax.generators.to_uint8`: rint((x + 1) · 127.5), clipped."""
-    return jnp.clip(jnp.rint((images + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
 
 _DEGENERATE_TOL = 1e-4
@@ -164,7 +159,7 @@ class Editor:
         images = self.gen.apply(gen_params, z2)
         scores = (stack_scores(self.extractors, ext_params, images) if self.extractors
                   else jnp.zeros((1, 0), jnp.float32))
-        return _to_uint8(images), scores, z2, ok
+        return to_uint8(images), scores, z2, ok
 
     @functools.cached_property
     def _render(self):
@@ -302,11 +297,8 @@ class Editor:
                     self._photos.popitem(last=False)
         z = result.z[0].tolist()
         rendered = self.render(z, {}, [], photo_id)
-        return {"z": z, "photo": photo_id, "target_png": png_bytes(_np_uint8(target)),
+        return {"z": z, "photo": photo_id, "target_png": png_bytes(to_uint8(np.asarray(target))),
                 "png": rendered["png"], "scores": rendered["scores"],
                 "psnr": float(result.psnr[0]), "ssim": float(result.ssim[0]),
                 "framing": info["framing"], "box": info["box"], "seconds": seconds}
 
-
-def _np_uint8(image) -> np.ndarray:
-    return np.clip(np.rint((np.asarray(image, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
