@@ -87,3 +87,19 @@ def test_throughput_benchmark_writes_json(tmp_path):
     (r,) = report["results"]
     assert r["batch"] == 64 and r["num"] == 256 and r["flops_per_sample"] > 1e6
     assert (tmp_path / "bench.csv").read_text().count("\n") == 2
+
+
+def test_throughput_benchmark_sweeps_dtypes_and_checks_the_fast_path(tmp_path):
+    out = tmp_path / "bench.json"
+    pkl = pggan_fixtures_dir() / "tiny32_lod0.pkl"
+    proc = _run("benchmark_throughput.py", f"--generator=pggan:{pkl}",
+                "--extractors=celeba40-random", "--batch=8,16", "--dtype=float32,bfloat16",
+                "--num=32", "--agreement_samples=16", f"--json={out}")
+    report = json.loads(out.read_text())
+    assert [(r["dtype"], r["batch"]) for r in report["results"]] == [
+        ("float32", 8), ("float32", 16), ("bfloat16", 8), ("bfloat16", 16)]
+    agree = report["fast_path_agreement"]
+    assert agree["num"] == 16 and agree["within_bf16_tolerance"]
+    assert "within bf16 tolerance" in proc.stdout
+    assert report["machine"]["backend"] == "cpu"
+

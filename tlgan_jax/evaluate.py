@@ -1,12 +1,13 @@
 """How good are the axes as editing knobs? Re-score edited faces with the extractors.
 
-For fresh latents z (the generator's convention applied), each attribute a and step λ:
+For fresh latents z (the generator's convention applied), each attribute a with unit
+direction n_a and step λ, with Δy = y(z + λ n_a) − y(z − λ n_a):
   success_up[a]   = mean_i [ y_a(z_i + λ n_a) > y_a(z_i) ]
   success_down[a] = mean_i [ y_a(z_i - λ n_a) < y_a(z_i) ]
-  E[a, b]         = mean_i (y_b(z_i + λ n_a) - y_b(z_i - λ n_a))
-                    / mean_i (y_a(z_i + λ n_a) - y_a(z_i - λ n_a))
+  E[a, b]         = (mean_i Δy_b / s_b) / (mean_i Δy_a / s_a)
 E is the entanglement matrix: the change of attribute b per unit of intended change of a
-(E[a, a] = 1). With `lock_others`, n_a is first made orthogonal to every other axis
+(E[a, a] = 1), each score measured in units s (1 by default; the axis-quality benchmark uses
+standard deviations). With the lock, n_a is first made orthogonal to every other axis
 (TL-GAN's lock), which should shrink the off-diagonal entries.
 """
 from __future__ import annotations
@@ -18,6 +19,8 @@ import numpy as np
 
 from tlgan_jax.axes import Axes
 from tlgan_jax.editing import edit_directions
+
+Label = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +41,57 @@ class EditReport:
                                  for a, row in zip(self.names, self.entanglement)}}
 
 
-def edit_report(label: Callable[[np.ndarray], np.ndarray], scored: Sequence[str], z: np.ndarray,
-                axes: Axes, names: Sequence[str] | None = None, step: float = 3.0,
+def locked_directions(axes: Axes, names: Sequence[str] | None = None,
+                      strict: bool = True) -> np.ndarray:
+    """[d, k]: the axis of each of `names` made orthogonal to every other axis (TL-GAN's lock).
+
+    A degenerate lock (e.g. two attributes matched to one candidate direction) raises
+    ValueError, or with `strict=False` leaves that column NaN.
+    """
+    names = tuple(names or axes.names)
+    out = np.full((axes.latent_dim, len(names)), np.nan, np.float32)
+    for j, a in enumerate(names):
+        others = [b for b in axes.names if b != a]
+        try:
+            out[:, j] = np.asarray(edit_directions(axes, [a], others))[:, 0]
+        except ValueError:
+            if strict:
+                raise
+    return out
+
+
+def scores_after_edits(label: Label, z: np.ndarray, directions: np.ndarray,
+                       step: float) -> tuple[np.ndarray, np.ndarray]:
+    """(y(z + λ n_j), y(z − λ n_j)), each [k, N, m], for directions [k, d]: every edit of
+    every face in one labelling call ([2k·N, d])."""
+    z = np.asarray(z, np.float32)
+    dirs = np.asarray(directions, np.float32)
+    signs = np.array([1.0, -1.0], np.float32)[:, None, None, None]
+    moved = z[None, None] + np.float32(step) * signs * dirs[None, :, None, :]   # [2, k, N, d]
+    y = np.asarray(label(moved.reshape(-1, z.shape[1]))).reshape(2, dirs.shape[0], z.shape[0], -1)
+    return y[0], y[1]
+
+
+def edit_effects(y0: np.ndarray, y_plus: np.ndarray, y_minus: np.ndarray, cols: Sequence[int],
+                 scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(success_up [k], success_down [k], E [k, m]) (module doc) from the unedited scores
+    y0 [N, m] and the scores after edits y_plus/y_minus [k, N, m]; edit j targets column
+    cols[j]; `scale` [m] the units s (default 1)."""
+    y0 = np.asarray(y0)
+    cols = np.asarray(cols, int)
+    rows = np.arange(len(cols))
+    up = np.mean(y_plus[rows, :, cols] > y0[:, cols].T, axis=1)
+    down = np.mean(y_minus[rows, :, cols] < y0[:, cols].T, axis=1)
+    delta = np.mean(np.asarray(y_plus, np.float64) - y_minus, axis=1)          # [k, m]
+    if scale is not None:
+        delta = delta / np.asarray(scale, np.float64)[None, :]
+    own = delta[rows, cols][:, None]
+    ent = np.divide(delta, own, out=np.full_like(delta, np.nan), where=own != 0)
+    return up, down, ent
+
+
+def edit_report(label: Label, scored: Sequence[str], z: np.ndarray, axes: Axes,
+                names: Sequence[str] | None = None, step: float = 3.0,
                 lock_others: bool = False, y0: np.ndarray | None = None) -> EditReport:
     """Edit success and entanglement of `axes` (see module doc).
 
@@ -49,25 +101,12 @@ def edit_report(label: Callable[[np.ndarray], np.ndarray], scored: Sequence[str]
     names = tuple(names or axes.names)
     scored = tuple(scored)
     z = np.asarray(z, np.float32)
-    n = z.shape[0]
     y0 = label(z) if y0 is None else y0
-    dirs = np.stack([np.asarray(edit_directions(
-        axes, [a], [b for b in axes.names if b != a] if lock_others else []))[:, 0]
-        for a in names])                                           # [k, d]
-    # every edit of every face in one labelling call: [2, k, N, d] -> [2k N, d]
-    moved = z[None, None] + step * np.array([1.0, -1.0], np.float32)[:, None, None, None] \
-        * dirs[None, :, None, :]
-    y = label(moved.reshape(-1, z.shape[1])).reshape(2, len(names), n, -1)
-    cols = np.array([scored.index(a) for a in names])
-    rows = np.arange(len(names))
-    y_plus, y_minus = y[0], y[1]                                   # [k, N, m]
-    up = np.mean(y_plus[rows, :, cols] > y0[:, cols].T, axis=1)
-    down = np.mean(y_minus[rows, :, cols] < y0[:, cols].T, axis=1)
-    delta = np.mean(y_plus - y_minus, axis=1)                      # [k, m]
-    own = delta[rows, cols][:, None]
-    ent = np.divide(delta, own, out=np.full_like(delta, np.nan), where=own != 0)
-    return EditReport(names, scored, float(step), up, down, ent,
-                      bool(lock_others))
+    dirs = locked_directions(axes, names) if lock_others else np.asarray(
+        edit_directions(axes, names))
+    y_plus, y_minus = scores_after_edits(label, z, dirs.T, step)
+    up, down, ent = edit_effects(y0, y_plus, y_minus, [scored.index(a) for a in names])
+    return EditReport(names, scored, float(step), up, down, ent, bool(lock_others))
 
 
 def clip_logits(y: np.ndarray, binary: Sequence[bool], bound: float = 3.0) -> np.ndarray:
@@ -76,4 +115,3 @@ def clip_logits(y: np.ndarray, binary: Sequence[bool], bound: float = 3.0) -> np
     cols = np.asarray(binary, bool)
     y[:, cols] = np.clip(y[:, cols], -bound, bound)
     return y
-

@@ -51,8 +51,7 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from tlgan_jax.editing import edit_directions
-from tlgan_jax.evaluate import clip_logits
+from tlgan_jax.evaluate import clip_logits, edit_effects, locked_directions, scores_after_edits
 from tlgan_jax.fit import fit_axes, metrics
 
 SUPERVISED = ("ols", "logistic", "svm")
@@ -182,16 +181,17 @@ def method_targets(method: str, y: np.ndarray, binary: Sequence[bool], clip: flo
 
 
 class EditScorer:
-    """Edit success and entanglement of directions on fixed faces (see module doc); one
-    batched labelling call per `evaluate`; a direction within `tol` (max abs difference) of
-    one scored before reuses its scores."""
+    """Edit success and entanglement (`evaluate` module doc, scores in units of `scale`) of
+    directions on fixed faces: one batched labelling call per `evaluate`; a direction within
+    `tol` (max abs difference) of one scored before reuses its scores."""
 
     def __init__(self, label: Callable[[np.ndarray], np.ndarray], z: np.ndarray, y0: np.ndarray,
                  step: float, scale: np.ndarray, tol: float = 1e-5):
         self.label, self.z, self.y0 = label, np.asarray(z, np.float32), np.asarray(y0)
         self.step, self.scale, self.tol = float(step), np.asarray(scale, np.float64), tol
-        self._dirs = np.zeros((0, self.z.shape[1]), np.float64)
-        self._moved_scores: list[tuple[np.ndarray, np.ndarray]] = []
+        self._dirs = np.zeros((0, self.z.shape[1]), np.float32)
+        self._plus: list[np.ndarray] = []        # scores at z + λn per cached direction
+        self._minus: list[np.ndarray] = []
         self.labelled = 0
 
     def _find(self, n: np.ndarray) -> int:
@@ -201,59 +201,35 @@ class EditScorer:
         i = int(np.argmin(dist))
         return i if dist[i] <= self.tol else -1
 
-    def _moved(self, directions: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(scores at z + λn, scores at z − λn) for each direction, labelling only new ones."""
-        todo = []
+    def _scores(self, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(y_plus, y_minus) [k, N, m] for directions [k, d], labelling only new ones."""
+        todo: list[np.ndarray] = []
         for n in directions:
-            n = np.asarray(n, np.float64)
-            if self._find(n) < 0:
+            if self._find(n) < 0 and not any(np.max(np.abs(n - m)) <= self.tol for m in todo):
                 todo.append(n)
-                self._dirs = np.concatenate([self._dirs, n[None, :]])
         if todo:
-            m = self.z.shape[0]
-            batch = np.concatenate([self.z + (s * self.step * n[None, :]).astype(np.float32)
-                                    for n in todo for s in (1.0, -1.0)])
-            y = np.asarray(self.label(batch))
-            self.labelled += batch.shape[0]
-            self._moved_scores += [(y[(2 * i) * m:(2 * i + 1) * m],
-                                    y[(2 * i + 1) * m:(2 * i + 2) * m]) for i in range(len(todo))]
-        return [self._moved_scores[self._find(np.asarray(n, np.float64))] for n in directions]
+            y_plus, y_minus = scores_after_edits(self.label, self.z, np.stack(todo), self.step)
+            self.labelled += 2 * len(todo) * self.z.shape[0]
+            self._dirs = np.concatenate([self._dirs, np.stack(todo)])
+            self._plus += list(y_plus)
+            self._minus += list(y_minus)
+        idx = [self._find(n) for n in directions]
+        return np.stack([self._plus[i] for i in idx]), np.stack([self._minus[i] for i in idx])
 
     def evaluate(self, free: np.ndarray, locked: np.ndarray | None) -> dict[str, np.ndarray]:
         """free, locked: [d, k] directions of the k attributes (locked may have NaN columns:
         no locked direction). Returns success_up/down [k], entanglement free/locked [k, k]."""
+        free = np.asarray(free, np.float32)
         k = free.shape[1]
-        cols = [free[:, a] for a in range(k)]
-        ok_locked = [locked is not None and np.all(np.isfinite(locked[:, a])) for a in range(k)]
-        cols += [locked[:, a] for a in range(k) if ok_locked[a]]
-        moved = self._moved(cols)
-        up = np.array([np.mean(moved[a][0][:, a] > self.y0[:, a]) for a in range(k)])
-        down = np.array([np.mean(moved[a][1][:, a] < self.y0[:, a]) for a in range(k)])
-        ent_free = np.stack([self._entanglement(*moved[a], a) for a in range(k)])
+        ok = [a for a in range(k) if locked is not None and np.all(np.isfinite(locked[:, a]))]
+        dirs = np.concatenate([free.T] + ([np.asarray(locked, np.float32)[:, ok].T] if ok else []))
+        y_plus, y_minus = self._scores(dirs)
+        cols = list(range(k)) + ok
+        up, down, ent = edit_effects(self.y0, y_plus, y_minus, cols, self.scale)
         ent_locked = np.full((k, k), np.nan)
-        j = k
-        for a in range(k):
-            if ok_locked[a]:
-                ent_locked[a] = self._entanglement(*moved[j], a)
-                j += 1
-        return {"success_up": up, "success_down": down, "entanglement": ent_free,
+        ent_locked[ok] = ent[k:]
+        return {"success_up": up[:k], "success_down": down[:k], "entanglement": ent[:k],
                 "entanglement_locked": ent_locked}
-
-    def _entanglement(self, y_plus, y_minus, a: int) -> np.ndarray:
-        delta = np.mean(np.asarray(y_plus, np.float64) - y_minus, axis=0) / self.scale
-        return delta / delta[a] if delta[a] != 0 else np.full_like(delta, np.nan)
-
-
-def _locked_directions(axes) -> np.ndarray:
-    """[d, k]: each axis made orthogonal to all the others (NaN where that is degenerate)."""
-    out = np.full(np.asarray(axes.directions).shape, np.nan, np.float32)
-    for a, name in enumerate(axes.names):
-        others = [n for n in axes.names if n != name]
-        try:
-            out[:, a] = np.asarray(edit_directions(axes, [name], others))[:, 0]
-        except ValueError:                      # e.g. two attributes matched one candidate
-            pass
-    return out
 
 
 def _max_off_target(row: np.ndarray, a: int) -> float:
@@ -326,7 +302,7 @@ def run_quality(data: QualityData, label: Callable[[np.ndarray], np.ndarray],
                 r2 = np.array([_corr2(scores[:, a], t_heldout[:, a]) for a in range(k)])
                 ref_cos = metrics.cosine(dirs, ref_dirs)
                 true_cos = metrics.cosine(dirs, truth) if truth is not None else [None] * k
-                locked = _locked_directions(axes)
+                locked = locked_directions(axes, strict=False)
                 edits = scorer.evaluate(np.asarray(axes.directions, np.float32), locked)
                 for a, name in enumerate(names):
                     dg = axes.diagnostics[name]
