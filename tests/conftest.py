@@ -1,4 +1,6 @@
-"""Shared test helpers: the pinned weight files, the pg-GAN fixtures, the parity metric."""
+"""Shared test helpers: the pinned weight files, the pg-GAN fixtures, the parity metric, and
+optional extras that CI must have."""
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -13,8 +15,29 @@ PARITY_TOL = 1e-5  # max |ours - reference| / max |reference|, fp32 at highest p
 
 def rel_error(ours, ref) -> float:
     """max |ours - ref| / max |ref|: the parity metric of every port."""
-    ref = np.asarray(ref)
-    return float(np.max(np.abs(np.asarray(ours) - ref)) / np.max(np.abs(ref)))
+    ref = np.asarray(ref, np.float64)
+    return float(np.max(np.abs(np.asarray(ours, np.float64) - ref)) / np.max(np.abs(ref)))
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require(ok: bool, why: str) -> None:
+    """A test's optional prerequisite (an extra, a browser): with CI=true a missing one is a
+    failure, locally a skip."""
+    if not ok:
+        if in_ci():
+            pytest.fail(f"{why} (CI=true: this test must run; .ci/run installs what it needs)")
+        pytest.skip(why, allow_module_level=True)
+
+
+def require_module(name: str):
+    """import `name`, under `require`'s rule."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        require(False, f"missing Python package: {e}")
 
 
 def pinned_file(wheel: str, member: str) -> Path:

@@ -15,32 +15,18 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from conftest import require, require_module
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
-def _require(ok: bool, why: str):
-    if not ok:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{why} (CI=true: the end-to-end test must run; .ci/run installs "
-                        f"Debian's chromium and chromium-driver)")
-        pytest.skip(why)
-
-
-try:
-    import fastapi  # noqa: F401
-    import selenium  # noqa: F401
-    _IMPORT_ERROR = None
-except ImportError as e:                      # the `ui`/`test` extras are not installed
-    _IMPORT_ERROR = str(e)
-
-
 @pytest.fixture(scope="module")
 def browser():
-    _require(_IMPORT_ERROR is None, f"missing Python package: {_IMPORT_ERROR}")
-    _require(CHROMIUM is not None and CHROMEDRIVER is not None,
-             "chromium and chromedriver are not installed (apt-get install chromium "
-             "chromium-driver)")
+    require_module("selenium")                  # the `test` extra
+    require(CHROMIUM is not None and CHROMEDRIVER is not None,
+            "chromium and chromedriver are not installed (apt-get install chromium "
+            "chromium-driver)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     profile = tempfile.mkdtemp(prefix="tlgan-chromium-")
@@ -60,7 +46,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    _require(_IMPORT_ERROR is None, f"missing Python package: {_IMPORT_ERROR}")
+    require_module("fastapi")                   # the `ui` extra
     from tlgan_jax.invert import InversionConfig
     from tlgan_jax.serve import Editor, create_app, default_axes
     from tlgan_jax.serve.launch import start_server

@@ -1,8 +1,6 @@
 """GAN inversion (tlgan_jax.invert): known-z recovery on the embedded generator, the loss and
 its batched restarts, quality metrics, photo loading/framing and their errors."""
-import importlib
 import io
-import os
 import time
 
 import jax
@@ -11,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import require_module
 from tlgan_jax.invert import (InversionConfig, Inverter, PhotoError, detect_face, frame_face,
                               invert, load_photo, psnr, ssim)
 from tlgan_jax.zoo import load_extractor, load_generator
@@ -32,15 +31,10 @@ def gender():
     return load_extractor("gender")
 
 
-def _need(module: str):
-    """scikit-image is a test dependency: in CI a missing one is an error, locally a skip."""
-    if os.environ.get("CI", "").lower() == "true":
-        return importlib.import_module(module)
-    return pytest.importorskip(module)
 
 
 def _astronaut():
-    return _need("skimage.data").astronaut()
+    return require_module("skimage.data").astronaut()
 
 
 def test_known_latents_are_recovered_far_better_than_the_mean_face(gen):
@@ -150,7 +144,7 @@ def test_refinement_fits_a_real_photo_much_better(gen):
 
 
 def test_ssim_and_psnr_match_scikit_image():
-    metrics = _need("skimage.metrics")
+    metrics = require_module("skimage.metrics")
     rng = np.random.default_rng(0)
     a = rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
     b = np.clip(a + rng.normal(0, 0.2, a.shape), -1, 1).astype(np.float32)
@@ -168,7 +162,7 @@ def test_ssim_and_psnr_match_scikit_image():
 
 
 def test_astronaut_face_is_detected_and_framed():
-    _need("skimage.feature")
+    require_module("skimage.feature")
     photo = _astronaut()
     cx, cy, side = detect_face(photo)
     # her face: eyes at row ~110, centre column ~225, about 90-100 px wide

@@ -1,9 +1,8 @@
 """The editor's JSON API (tlgan_jax.serve): render/edit/score/invert semantics, bad input
-(4xx with a message, and the server keeps serving), latency, and fuzzing from its OpenAPI
+(4xx with a message, and the server keeps serving), latency reporting, and fuzzing from its OpenAPI
 schema with schemathesis."""
 import io
 import json
-import os
 import socket
 
 import jax
@@ -11,12 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-if os.environ.get("CI", "").lower() == "true":     # in CI a missing extra is an error
-    import fastapi  # noqa: F401
-    import schemathesis
-else:
-    fastapi = pytest.importorskip("fastapi")
-    schemathesis = pytest.importorskip("schemathesis")
+from conftest import require_module
+
+require_module("fastapi")                           # the `ui` and `test` extras
+schemathesis = require_module("schemathesis")
 from fastapi.testclient import TestClient  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
@@ -148,19 +145,25 @@ def test_png_score_random_info_and_stats(client, editor):
     assert client.get("/static/app.js").status_code == 200
 
 
-def test_slider_moves_render_well_under_100ms(client, editor):
-    """Server-side time of a slider move after warm-up (jitted once, batch 1)."""
+def test_slider_moves_report_their_server_time_and_stats_summarise_it(client, editor):
+    """Each render returns its server-side milliseconds and /api/stats summarises exactly those
+    (the latency itself is measured by `python -m tlgan_jax.serve --benchmark N`, not here)."""
     z = _z(editor, 3)
     rng = np.random.default_rng(0)
+    editor.render_ms.clear()
     ms = []
     for i in range(60):
         amounts = {"male": float(rng.uniform(-3, 3)), "age": float(rng.uniform(-3, 3))}
         r = client.post("/api/render", json={"z": z, "amounts": amounts,
                                              "lock": ["smile"] if i % 2 else []})
         ms.append(r.json()["ms"])
-    p50, p95 = np.percentile(ms[10:], [50, 95])
-    print(f"server-side render: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
-    assert p50 < 100, ms
+    assert min(ms) > 0
+    stats = client.get("/api/stats").json()
+    assert stats["renders"] == 60
+    assert stats["p50_ms"] == pytest.approx(np.percentile(ms, 50))
+    assert stats["p95_ms"] == pytest.approx(np.percentile(ms, 95))
+    assert stats["max_ms"] == pytest.approx(max(ms))
+    print(f"server-side render: p50 {stats['p50_ms']:.1f} ms, p95 {stats['p95_ms']:.1f} ms")
 
 
 @pytest.mark.parametrize("body, status, message", [
