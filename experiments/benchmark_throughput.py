@@ -27,6 +27,7 @@ import numpy as np
 from absl import app, flags
 
 from tlgan_jax import assets, throughput
+from tlgan_jax.sampling import Sampler
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("generator", "digiface64", "Generator name (see tlgan_jax.zoo).")
@@ -85,10 +86,12 @@ def peer_rounds(sampler, num: int, rounds: int) -> list[dict]:
 def main(argv):
     del argv
     results, samplers = [], []
+    models = {dtype: throughput.load_models(FLAGS.generator, FLAGS.extractors, dtype)
+              for dtype in FLAGS.dtype}
     for dtype in FLAGS.dtype:
         for batch in FLAGS.batch:
-            sampler = throughput.build_sampler(FLAGS.generator, FLAGS.extractors, int(batch), dtype)
-            compile_s = throughput.warm_up(sampler)
+            sampler = Sampler(*models[dtype], batch_size=int(batch))
+            compile_s = throughput.warm_up(sampler, FLAGS.num)
             r = throughput.measure(sampler, dtype, FLAGS.num, FLAGS.repeats, compile_s)
             results.append(r)
             samplers.append(sampler)
@@ -100,7 +103,7 @@ def main(argv):
               "samples_per_second": results[i_best]["samples_per_second"],
               "best": results[i_best]}
     if set(throughput.DTYPES) <= set(FLAGS.dtype) and FLAGS.agreement_samples > 0:
-        agree = throughput.fast_path_agreement(FLAGS.generator, FLAGS.extractors,
+        agree = throughput.fast_path_agreement(models["float32"], models["bfloat16"],
                                                FLAGS.agreement_samples)
         report["fast_path_agreement"] = agree
         print(f"bf16 vs float32 (highest precision), {agree['num']} latents: attribute outputs "

@@ -29,7 +29,10 @@ def test_output_agreement_has_its_known_values():
 
 def test_bf16_fast_path_reproduces_float32_attribute_outputs():
     pkl = pggan_fixtures_dir() / "tiny32_lod0.pkl"
-    agree = throughput.fast_path_agreement(f"pggan:{pkl}", ["celeba40-random"], num=32, batch=16)
+    name, exts = f"pggan:{pkl}", ["celeba40-random"]
+    agree = throughput.fast_path_agreement(throughput.load_models(name, exts, "float32"),
+                                           throughput.load_models(name, exts, "bfloat16"),
+                                           num=32, batch=16)
     assert agree["num"] == 32 and len(agree["attributes"]) == 40
     assert 1e-4 < agree["rms_rel"] <= throughput.BF16_RMS_TOL   # bf16 changed something, not much
     assert agree["max_rel"] <= throughput.BF16_MAX_TOL and agree["within_bf16_tolerance"]
@@ -38,6 +41,6 @@ def test_bf16_fast_path_reproduces_float32_attribute_outputs():
 
 def test_bf16_is_refused_for_a_generator_without_a_fast_path():
     with pytest.raises(ValueError, match="'digiface64' has no bfloat16 fast path"):
-        throughput.build_sampler("digiface64", ["gender"], 8, "bfloat16")
+        throughput.load_models("digiface64", ["gender"], "bfloat16")
     with pytest.raises(ValueError, match="dtype must be one of"):
-        throughput.build_sampler("digiface64", ["gender"], 8, "float16")
+        throughput.load_models("digiface64", ["gender"], "float16")

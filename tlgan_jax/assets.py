@@ -176,7 +176,8 @@ def asset_path(name: str, member: str) -> Path:
 
 
 def cached_params(key: str, convert: Callable[[], Any]) -> Any:
-    """Converted parameters for `key` from the orbax cache, converting (once) if absent.
+    """Converted parameters for `key` from the orbax cache, converting (once) if absent, as
+    device arrays (`device_arrays`) whichever way they came.
 
     `convert()` returns a pytree of numpy arrays. The checkpoint is written to a temporary
     directory and renamed into place under a lock, so a concurrent or killed first use never
@@ -195,12 +196,22 @@ def cached_params(key: str, convert: Callable[[], Any]) -> Any:
                     shutil.rmtree(tmp, ignore_errors=True)
                     ckptr.save(tmp.resolve(), params)
                     os.replace(tmp, target)
-                    return params
+                    return device_arrays(params)
         try:
-            return ckptr.restore(target.resolve())
+            return device_arrays(ckptr.restore(target.resolve()))
         except Exception as e:  # a damaged cache entry: say where it is and how to rebuild it
             raise AssetError(f"cannot read cached parameters {target} ({type(e).__name__}: {e}); "
                              f"delete that directory to convert the weights again") from e
+
+
+def device_arrays(tree: Any) -> Any:
+    """Every leaf as a plain (uncommitted) device array: numpy leaves would be copied to the
+    device on every jitted call, and jit compiles separately for committed (orbax-restored)
+    and uncommitted arrays."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    return jax.tree.map(lambda a: jnp.asarray(np.asarray(a)), tree)
 
 
 @contextlib.contextmanager

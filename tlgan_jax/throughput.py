@@ -21,6 +21,8 @@ from typing import Sequence
 import jax
 import numpy as np
 
+from tlgan_jax.extractors import Extractor
+from tlgan_jax.generators import Generator
 from tlgan_jax.sampling import Sampler
 from tlgan_jax.zoo import load_extractor, load_generator
 
@@ -29,16 +31,19 @@ BF16_RMS_TOL = 2e-2      # bf16 keeps 8 significant bits: 2^-8 ≈ 4e-3 per roun
 BF16_MAX_TOL = 4e-2
 
 
-def build_sampler(generator: str, extractors: Sequence[str], batch: int,
-                  dtype: str = "float32") -> Sampler:
-    """A Sampler for zoo names; dtype 'bfloat16' takes the generator's fast path."""
+Models = tuple[Generator, list[Extractor]]
+
+
+def load_models(generator: str, extractors: Sequence[str], dtype: str = "float32") -> Models:
+    """The generator and extractors for zoo names; dtype 'bfloat16' takes the generator's fast
+    path. Load once per dtype and build a `Sampler(*models, batch_size=b)` per batch size."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     gen = load_generator(generator, fast=(dtype == "bfloat16"))
     if dtype == "bfloat16" and gen.info.get("dtype") != "bfloat16":
         raise ValueError(f"generator {generator!r} has no bfloat16 fast path (the pg-GAN "
                          f"generators have one)")
-    return Sampler(gen, [load_extractor(e) for e in extractors], batch_size=batch)
+    return gen, [load_extractor(e) for e in extractors]
 
 
 def flops_per_sample(sampler: Sampler) -> float | None:
@@ -59,9 +64,9 @@ def timed_run(sampler: Sampler, num: int, seed: int) -> float:
     return time.perf_counter() - t0
 
 
-def warm_up(sampler: Sampler) -> float:
-    """Compile and run one batch; returns the seconds that took."""
-    return timed_run(sampler, sampler.batch_size, seed=1)
+def warm_up(sampler: Sampler, num: int) -> float:
+    """Compile and run once with the timed run's shapes (`num` samples); returns the seconds."""
+    return timed_run(sampler, num, seed=1)
 
 
 def measure(sampler: Sampler, dtype: str, num: int, repeats: int = 1,
@@ -100,16 +105,16 @@ def output_agreement(y_ref: np.ndarray, y: np.ndarray, names: Sequence[str],
             "attributes": per}
 
 
-def fast_path_agreement(generator: str, extractors: Sequence[str], num: int = 64,
-                        seed: int = 0, batch: int = 64) -> dict:
-    """`output_agreement` of the bf16 fast path against float32 at highest matmul precision on
-    the same `num` latents (drawn from the generator's prior with `seed`)."""
+def fast_path_agreement(reference: Models, fast: Models, num: int = 64, seed: int = 0,
+                        batch: int = 64) -> dict:
+    """`output_agreement` of the `fast` (bf16) models against the float32 `reference` at
+    highest matmul precision on the same `num` latents (the generator's prior, `seed`)."""
     with jax.default_matmul_precision("highest"):
-        ref = build_sampler(generator, extractors, min(batch, num), "float32")
+        ref = Sampler(*reference, batch_size=min(batch, num))
         z = np.asarray(ref.gen.sample_latents(jax.random.key(seed), num))
         y_ref = ref.label(z)
-    fast = build_sampler(generator, extractors, min(batch, num), "bfloat16")
-    return output_agreement(y_ref, fast.label(z), ref.names, ref.binary)
+    y_fast = Sampler(*fast, batch_size=min(batch, num)).label(z)
+    return output_agreement(y_ref, y_fast, ref.names, ref.binary)
 
 
 def machine_info() -> dict:

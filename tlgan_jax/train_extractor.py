@@ -39,6 +39,7 @@ import optax
 import orbax.checkpoint as ocp
 
 from tlgan_jax import celeba
+from tlgan_jax.assets import device_arrays
 from tlgan_jax.models.mobilenet import CelebA40Net
 
 MODEL_CONFIG_FILE = "celeba40_model.json"
@@ -340,13 +341,7 @@ def restore_variables(path: str, step: Optional[int] = None,
             raise FileNotFoundError(f"{ckpt_dir} holds no checkpoint step")
         restored = mngr.restore(step, args=ocp.args.Composite(
             variables=ocp.args.StandardRestore(abstract)))
-    return _uncommitted(restored["variables"]), int(step)
-
-
-def _uncommitted(tree):
-    """Orbax restores arrays committed to a device; freshly made ones are not, and jit
-    compiles separately for each kind, so copy restored arrays into plain (uncommitted) ones."""
-    return jax.tree.map(lambda a: jnp.asarray(np.asarray(a)), tree)
+    return device_arrays(restored["variables"]), int(step)
 
 
 def _save(mngr, state: dict, progress: dict):
@@ -363,7 +358,7 @@ def _restore_state(mngr, step: int, abstract_state: dict) -> dict:
                                             "batch_stats": abstract_state["batch_stats"]}),
         opt_state=ocp.args.StandardRestore(abstract_state["opt_state"]),
         progress=ocp.args.JsonRestore()))
-    return _uncommitted({"step": np.asarray(r["progress"]["step"], np.int32),
+    return device_arrays({"step": np.asarray(r["progress"]["step"], np.int32),
                          "params": r["variables"]["params"],
                          "batch_stats": r["variables"]["batch_stats"],
                          "opt_state": r["opt_state"]})

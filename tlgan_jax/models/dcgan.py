@@ -167,8 +167,7 @@ def convert_state_dict(state_dict) -> dict:
             bias = beta - mean * scale
         folded = weight * scale[None, :, None, None]
         kernel = folded.transpose(0, 2, 3, 1) if name == "project" else folded.transpose(2, 3, 0, 1)
-        params[name] = {"kernel": jnp.asarray(kernel.astype(np.float32)),
-                        "bias": jnp.asarray(bias.astype(np.float32))}
+        params[name] = {"kernel": kernel.astype(np.float32), "bias": bias.astype(np.float32)}
     return params
 
 
