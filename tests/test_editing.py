@@ -1,4 +1,5 @@
 """Editing, edit evaluation and the discover pipeline on a toy generator with known structure."""
+import dataclasses
 import json
 
 import jax
@@ -7,8 +8,8 @@ import pytest
 
 from tlgan_jax.axes import Axes
 from tlgan_jax.discover import DiscoverConfig, discover_axes
-from tlgan_jax.editing import edit_latents, render_traversal, traversal_latents
-from tlgan_jax.evaluate import edit_report
+from tlgan_jax.editing import edit_directions, edit_latents, render_traversal, traversal_latents
+from tlgan_jax.evaluate import edit_report, orthogonal_to_others
 from tlgan_jax.extractors import custom_extractor
 from tlgan_jax.fit import fit_axes
 from tlgan_jax.generators import Generator
@@ -116,3 +117,38 @@ def test_discover_axes_end_to_end_writes_everything(tmp_path):
     axes2, _ = discover_axes(gen, [toy_extractor()], tmp_path, cfg)
     np.testing.assert_allclose(np.asarray(axes2.directions), np.asarray(axes.directions),
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["logistic", "svm"])
+def test_discover_axes_fits_continuous_attributes_with_every_method(tmp_path, method):
+    # `bright` is continuous: logistic splits it at its median, svm takes its extremes
+    gen = toy_generator()
+    cfg = DiscoverConfig(num_samples=2048, shard_size=1024, eval_faces=64, traversal_faces=2,
+                         method=method, progress=False)
+    axes, summary = discover_axes(gen, [toy_extractor()], tmp_path, cfg)
+    ols, _ = discover_axes(gen, [toy_extractor()], tmp_path / "ols",
+                           dataclasses.replace(cfg, method="ols"))
+    for name in ("bright", "redder"):     # the same attribute directions, up to the method
+        assert float(np.dot(axes[name], ols[name])) > 0.9, (method, name)
+    summary = json.loads((tmp_path / "summary.json").read_text(),   # strict JSON: no NaN tokens
+                         parse_constant=lambda c: pytest.fail(f"summary.json holds {c}"))
+    assert summary["edits"]["success_up"]["bright"] > .9
+
+
+def test_locks_ignore_dependent_axes_that_take_no_part():
+    # c repeats b: locking b still leaves a well defined, and "a against all others" too
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(8, 3))
+    axes = Axes.from_vectors(np.concatenate([v, v[:, 1:2]], 1), ("a", "b", "x", "c"))
+    a_lock_b = np.asarray(edit_directions(axes, ["a"], ["b"]))[:, 0]
+    np.testing.assert_allclose(a_lock_b, np.asarray(
+        axes.disentangle(lock=["b"], target=["a"])["a"]), atol=1e-6)
+    others = orthogonal_to_others(axes, strict=False)
+    assert np.all(np.isfinite(others[:, [0, 2]]))            # a and x: orthogonal to the rest
+    span = np.asarray(axes.directions)[:, 1:]
+    assert np.abs(span.T @ others[:, 0]).max() < 1e-5
+    np.testing.assert_allclose(np.linalg.norm(others[:, [0, 2]], axis=0), 1.0, rtol=1e-6)
+    # b and c lie in each other's span: nothing is left of them
+    assert np.all(np.isnan(others[:, [1, 3]]))
+    with pytest.raises(ValueError, match="'b' lies in the span of the other axes"):
+        orthogonal_to_others(axes, ["b"])

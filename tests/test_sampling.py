@@ -57,6 +57,17 @@ def test_plain_function_plugs_in_as_extractor():
     assert s.names == ("bright", "redder")
 
 
+def test_a_custom_extractors_raw_is_its_function_on_the_images():
+    gen, ext = toy_generator(), toy_extractor()
+    images = np.asarray(gen(gen.sample_latents(jax.random.key(0), 3)))
+    ref = toy_scores(images)
+    np.testing.assert_allclose(np.asarray(ext.raw(images)),
+                               np.stack([ref["bright"], ref["redder"]], 1), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"raw input must be preprocessed float32 of shape "
+                                         r"\[N, C, H, W\], got shape \(3, 8\)"):
+        ext.raw(images[:, 0, :, 0])
+
+
 def test_four_devices_equal_one_device(tmp_path):
     script = textwrap.dedent("""
         import sys, jax, numpy as np

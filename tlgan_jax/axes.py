@@ -28,7 +28,7 @@ import numpy as np
 
 FILE_FORMAT = "tlgan_jax.axes/1"
 _UNIT_TOL = 1e-3          # |‖n‖ − 1| allowed for stored directions
-_DEGENERATE_TOL = 1e-4    # residual below this fraction of a vector's norm: it is in the span
+DEGENERATE_TOL = 1e-4    # residual below this fraction of a vector's norm: it is in the span
 
 
 class UnknownAxisError(KeyError, ValueError):
@@ -82,14 +82,14 @@ def conditional_direction(n: jax.Array, conditions: jax.Array) -> jax.Array:
         raise ValueError(f"conditional_direction: need n [d] and conditions [m, d], got shapes "
                          f"{n.shape} and {c.shape}")
     _, rel = orthonormal_basis(c.T)
-    if c.shape[0] > c.shape[1] or float(jnp.min(rel)) < _DEGENERATE_TOL:
+    if c.shape[0] > c.shape[1] or float(jnp.min(rel)) < DEGENERATE_TOL:
         raise ValueError("conditional_direction: the condition directions are linearly "
                          "dependent, so C Cᵀ is singular")
     hi = jax.lax.Precision.HIGHEST
     x = jnp.linalg.solve(jnp.dot(c, c.T, precision=hi), jnp.dot(c, n, precision=hi))
     out = n - jnp.dot(c.T, x, precision=hi)
     norm = float(jnp.linalg.norm(out))
-    if not norm > _DEGENERATE_TOL * float(jnp.linalg.norm(n)):
+    if not norm > DEGENERATE_TOL * float(jnp.linalg.norm(n)):
         raise ValueError("conditional_direction: n lies in the span of the conditions; nothing "
                          "is left after projecting them out")
     return out / norm
@@ -243,7 +243,7 @@ class Axes:
         basis, rel = orthonormal_basis(self.directions[:, jnp.asarray(lock_idx)])
         rel = np.asarray(rel)
         for i, r in zip(lock_idx, rel):
-            if not r > _DEGENERATE_TOL:
+            if not r > DEGENERATE_TOL:
                 raise ValueError(f"disentangle: locked axis {self.names[i]!r} lies in the span of "
                                  f"the axes locked before it")
         out = self.directions.at[:, jnp.asarray(lock_idx)].set(basis)
@@ -252,7 +252,7 @@ class Axes:
             moved = project_out(self.directions[:, t], basis)
             norms = np.asarray(jnp.linalg.norm(moved, axis=0))
             for i, nm in zip(target_idx, norms):
-                if not nm > _DEGENERATE_TOL:
+                if not nm > DEGENERATE_TOL:
                     raise ValueError(f"disentangle: axis {self.names[i]!r} lies in the span of the "
                                      f"locked axes; nothing is left after removing them")
             out = out.at[:, t].set(moved / norms[None, :])
@@ -341,15 +341,15 @@ class Axes:
                 f"method={self.method!r})")
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
     """Plain Python data for JSON: arrays to lists, numpy/jax scalars to numbers, non-finite
     floats to None."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, (jax.Array, np.ndarray, np.generic)):
-        return _jsonable(np.asarray(x).tolist())
+        return jsonable(np.asarray(x).tolist())
     if isinstance(x, float):
         return x if math.isfinite(x) else None
     if isinstance(x, Path):
@@ -359,6 +359,6 @@ def _jsonable(x: Any) -> Any:
 
 def _to_json(x: Any, what: str) -> str:
     try:
-        return json.dumps(_jsonable(x), allow_nan=False, sort_keys=True)
+        return json.dumps(jsonable(x), allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as e:
         raise ValueError(f"Axes.save: {what} is not JSON-serialisable: {e}") from None

@@ -17,10 +17,10 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from tlgan_jax.axes import Axes
+from tlgan_jax.axes import Axes, jsonable
 from tlgan_jax.editing import render_traversal
-from tlgan_jax.evaluate import clip_logits, edit_report
-from tlgan_jax.fit import fit_axes
+from tlgan_jax.evaluate import edit_report
+from tlgan_jax.fit import fit_axes, method_targets
 from tlgan_jax.generators import Generator
 from tlgan_jax.plots import image_grid, save_png
 from tlgan_jax.sampling import Sampler
@@ -55,8 +55,8 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
 
     t = time.perf_counter()
     z = np.asarray(gen.canonical_latents(samples.z))
-    y = clip_logits(samples.y, samples.binary, cfg.logit_clip) if cfg.method == "ols" else samples.y
-    axes = fit_axes(z, y, method=cfg.method, names=samples.names, binary=samples.binary,
+    y, binary = method_targets(cfg.method, samples.y, samples.binary, cfg.logit_clip)
+    axes = fit_axes(z, y, method=cfg.method, names=samples.names, binary=binary,
                     key=jax.random.key(cfg.seed + 1))
     timings["fit_s"] = time.perf_counter() - t
     axes = axes.with_metadata(generator=gen.name, latent_dim=gen.latent_dim,
@@ -89,7 +89,7 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
                "diagnostics": axes.diagnostics, "edits": free.as_dict(),
                "edits_locked": locked.as_dict(), "timings": timings,
                "samples_per_second": cfg.num_samples / max(timings["sampling_s"], 1e-9)}
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    (workdir / "summary.json").write_text(json.dumps(jsonable(summary), indent=1, allow_nan=False))
     (workdir / "summary.md").write_text(summary_markdown(summary))
     return axes, summary
 

@@ -22,9 +22,10 @@ from tlgan_jax.generators import Generator
 
 def edit_directions(axes: Axes, names: Sequence[str], lock: Sequence[str] = ()) -> jax.Array:
     """[d, len(names)] unit directions for `names`, made orthogonal to the `lock`ed axes
-    (TL-GAN's lock semantics, see `Axes.disentangle`)."""
+    (TL-GAN's lock semantics, see `Axes.disentangle`; axes neither moved nor locked play no
+    part)."""
     if lock:
-        axes = axes.disentangle(lock=list(lock))
+        axes = axes.disentangle(lock=list(lock), target=list(names))
     return jnp.stack([jnp.asarray(axes[n], jnp.float32) for n in names], axis=1)
 
 

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tlgan_jax.axes import Axes
+from tlgan_jax.axes import DEGENERATE_TOL, Axes
 from tlgan_jax.editing import edit_directions
 
 Label = Callable[[np.ndarray], np.ndarray]
@@ -41,22 +41,27 @@ class EditReport:
                                  for a, row in zip(self.names, self.entanglement)}}
 
 
-def locked_directions(axes: Axes, names: Sequence[str] | None = None,
-                      strict: bool = True) -> np.ndarray:
-    """[d, k]: the axis of each of `names` made orthogonal to every other axis (TL-GAN's lock).
-
-    A degenerate lock (e.g. two attributes matched to one candidate direction) raises
-    ValueError, or with `strict=False` leaves that column NaN.
-    """
+def orthogonal_to_others(axes: Axes, names: Sequence[str] | None = None,
+                         strict: bool = True) -> np.ndarray:
+    """[d, k]: the axis of each of `names` with its projection on the span of every other axis
+    removed, re-normalised (TL-GAN's lock of all the others). The span is taken by rank (SVD),
+    so repeated or dependent other axes are fine. An axis inside that span raises ValueError,
+    or with `strict=False` leaves its column NaN."""
     names = tuple(names or axes.names)
-    out = np.full((axes.latent_dim, len(names)), np.nan, np.float32)
+    d = np.asarray(axes.directions, np.float64)
+    out = np.full((d.shape[0], len(names)), np.nan, np.float32)
     for j, a in enumerate(names):
-        others = [b for b in axes.names if b != a]
-        try:
-            out[:, j] = np.asarray(edit_directions(axes, [a], others))[:, 0]
-        except ValueError:
-            if strict:
-                raise
+        i = axes.names.index(a)
+        u, s, _ = np.linalg.svd(np.delete(d, i, axis=1), full_matrices=False)
+        basis = u[:, s > DEGENERATE_TOL * s[0]] if s.size and s[0] > 0 else u[:, :0]
+        n = d[:, i] / np.linalg.norm(d[:, i])
+        r = n - basis @ (basis.T @ n)
+        norm = np.linalg.norm(r)
+        if norm > DEGENERATE_TOL:
+            out[:, j] = r / norm
+        elif strict:
+            raise ValueError(f"axis {a!r} lies in the span of the other axes; nothing is left "
+                             f"after locking them")
     return out
 
 
@@ -102,16 +107,8 @@ def edit_report(label: Label, scored: Sequence[str], z: np.ndarray, axes: Axes,
     scored = tuple(scored)
     z = np.asarray(z, np.float32)
     y0 = label(z) if y0 is None else y0
-    dirs = locked_directions(axes, names) if lock_others else np.asarray(
+    dirs = orthogonal_to_others(axes, names) if lock_others else np.asarray(
         edit_directions(axes, names))
     y_plus, y_minus = scores_after_edits(label, z, dirs.T, step)
     up, down, ent = edit_effects(y0, y_plus, y_minus, [scored.index(a) for a in names])
     return EditReport(names, scored, float(step), up, down, ent, bool(lock_others))
-
-
-def clip_logits(y: np.ndarray, binary: Sequence[bool], bound: float = 3.0) -> np.ndarray:
-    """TL-GAN's targets: binary scores (logits) clipped to [-bound, bound]; others as given."""
-    y = np.array(y, np.float32, copy=True)
-    cols = np.asarray(binary, bool)
-    y[:, cols] = np.clip(y[:, cols], -bound, bound)
-    return y

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 class Extractor:
     name: str
     attributes: tuple[str, ...]
-    input_shape: tuple[int, int, int]          # native (C, H, W)
+    input_shape: tuple[int, int, int] | None   # native (C, H, W); None: any (custom extractors)
     params: Any
     raw_apply: Callable[[Any, jax.Array], jax.Array]
     preprocess: Callable[[jax.Array], jax.Array]
@@ -52,10 +52,13 @@ class Extractor:
         return {a: s[:, i] for i, a in enumerate(self.attributes)}
 
     def raw(self, x) -> jax.Array:
+        """The network on input already in its native layout (`input_shape`)."""
         shape = getattr(x, "shape", None)
-        if shape is None or len(shape) != 4 or tuple(shape[1:]) != self.input_shape:
-            raise ValueError(f"{self.name}: raw input must be preprocessed NCHW float32 of shape "
-                             f"[N, {', '.join(map(str, self.input_shape))}], got shape {shape}")
+        expected = self.input_shape or ("C", "H", "W")
+        if (shape is None or len(shape) != 4
+                or (self.input_shape is not None and tuple(shape[1:]) != self.input_shape)):
+            raise ValueError(f"{self.name}: raw input must be preprocessed float32 of shape "
+                             f"[N, {', '.join(map(str, expected))}], got shape {shape}")
         return self._jitted_raw(self.params, jnp.asarray(x, jnp.float32))
 
 
@@ -104,7 +107,7 @@ def custom_extractor(fn: Callable[[jax.Array], dict], attributes: Sequence[str],
             raise ValueError(f"extractor {name!r} returned {sorted(out)}, missing {missing}")
         return jnp.stack([jnp.asarray(out[a], jnp.float32).reshape(-1) for a in attributes], 1)
 
-    return Extractor(name=name, attributes=attributes, input_shape=(0, 0, 0), params=params,
+    return Extractor(name=name, attributes=attributes, input_shape=None, params=params,
                      raw_apply=raw_apply, preprocess=lambda x: x, scores=lambda s: s,
                      binary=tuple(bool(b) for b in binary), info={"custom": True})
 

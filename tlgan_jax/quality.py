@@ -51,8 +51,9 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from tlgan_jax.evaluate import clip_logits, edit_effects, locked_directions, scores_after_edits
-from tlgan_jax.fit import fit_axes, metrics
+from tlgan_jax.axes import jsonable
+from tlgan_jax.evaluate import edit_effects, orthogonal_to_others, scores_after_edits
+from tlgan_jax.fit import clip_logits, fit_axes, method_targets, metrics
 
 SUPERVISED = ("ols", "logistic", "svm")
 UNSUPERVISED = ("sefa", "ganspace")
@@ -165,21 +166,6 @@ def repeat_rows(pool_size: int, n_max: int, repeats: int, r: int) -> tuple[np.nd
     return circle[:n_max], circle[n_max:n_max + n_max]
 
 
-def ols_targets(y: np.ndarray, binary: Sequence[bool], clip: float) -> np.ndarray:
-    return clip_logits(y, binary, clip)
-
-
-def method_targets(method: str, y: np.ndarray, binary: Sequence[bool], clip: float,
-                   thresholds: np.ndarray) -> tuple[np.ndarray, tuple[bool, ...]]:
-    """(targets, binary flags) that `method` is fitted on (see module doc)."""
-    if method == "logistic":
-        shift = np.where(np.asarray(binary, bool), 0.0, thresholds)
-        return (y - shift[None, :]).astype(np.float32), (True,) * len(binary)
-    if method == "svm":
-        return y, tuple(binary)
-    return ols_targets(y, binary, clip), tuple(binary)
-
-
 class EditScorer:
     """Edit success and entanglement (`evaluate` module doc, scores in units of `scale`) of
     directions on fixed faces: one batched labelling call per `evaluate`; a direction within
@@ -262,7 +248,7 @@ def run_quality(data: QualityData, label: Callable[[np.ndarray], np.ndarray],
     names, binary, k = data.names, data.binary, len(data.names)
     pool = data.z_pool.shape[0]
     thresholds = np.median(data.y_pool, axis=0)
-    t_heldout = ols_targets(data.y_heldout, binary, cfg.logit_clip)
+    t_heldout = clip_logits(data.y_heldout, binary, cfg.logit_clip)
     scale = np.std(data.y_heldout.astype(np.float64), axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     scorer = EditScorer(label, data.z_edit, data.y_edit, cfg.step, scale)
@@ -302,7 +288,7 @@ def run_quality(data: QualityData, label: Callable[[np.ndarray], np.ndarray],
                 r2 = np.array([_corr2(scores[:, a], t_heldout[:, a]) for a in range(k)])
                 ref_cos = metrics.cosine(dirs, ref_dirs)
                 true_cos = metrics.cosine(dirs, truth) if truth is not None else [None] * k
-                locked = locked_directions(axes, strict=False)
+                locked = orthogonal_to_others(axes, strict=False)
                 edits = scorer.evaluate(np.asarray(axes.directions, np.float32), locked)
                 for a, name in enumerate(names):
                     dg = axes.diagnostics[name]
@@ -720,7 +706,7 @@ def benchmark_axis_quality(gen, extractors: Sequence[Any], workdir: str | Path,
         wall_seconds=total_s, sampling_seconds=sampling_s, cpu_seconds=cpu_s)
     result.meta["plot_title"] = (f"Axis quality vs N: {result.meta['title']} (λ = {cfg.step:g}, "
                                  f"{cfg.repeats} repeats)")
-    (workdir / "meta.json").write_text(json.dumps(result.meta, indent=1, default=float))
+    (workdir / "meta.json").write_text(json.dumps(jsonable(result.meta), indent=1, allow_nan=False))
     write_reports(workdir, result.rows, result.meta)
     return result
 

@@ -55,6 +55,32 @@ BINARY_ONLY = frozenset({"logistic"})
 DEFAULT_BINARY = {"ols": False, "logistic": True, "svm": True}
 
 
+def clip_logits(y: np.ndarray, binary: Sequence[bool], bound: float = 3.0) -> np.ndarray:
+    """TL-GAN's targets: binary scores (logits) clipped to [-bound, bound]; others as given."""
+    y = np.array(y, np.float32, copy=True)
+    cols = np.asarray(binary, bool)
+    y[:, cols] = np.clip(y[:, cols], -bound, bound)
+    return y
+
+
+def method_targets(method: str, y: np.ndarray, binary: Sequence[bool], clip: float = 3.0,
+                   thresholds: np.ndarray | None = None) -> tuple[np.ndarray, tuple[bool, ...]]:
+    """(targets, binary flags) that `method` is fitted on, from scores y [N, k]:
+      logistic        labels y > 0; continuous attributes split at `thresholds` (default:
+                      their median), so every attribute is binary;
+      svm             the raw scores (it selects the extremes itself);
+      ols and others  binary logits clipped to ±clip (`clip_logits`, TL-GAN), others as given.
+    """
+    y = np.asarray(y)
+    if method == "logistic":
+        thresholds = np.median(y, axis=0) if thresholds is None else thresholds
+        shift = np.where(np.asarray(binary, bool), 0.0, thresholds)
+        return (y - shift[None, :]).astype(np.float32), (True,) * len(binary)
+    if method == "svm":
+        return y, tuple(binary)
+    return clip_logits(y, binary, clip), tuple(binary)
+
+
 def fit_axes(z, y, method: str = "ols", names: Sequence[str] | None = None,
              binary: bool | Sequence[bool] | None = None, holdout: float = 0.2,
              key: jax.Array | None = None, *, split_half: bool = True,

@@ -101,7 +101,7 @@ def default_axes(gen: Generator, extractors: Sequence[Extractor], *, num_samples
     TL-GAN's clipped logits), cached as an axes.npz in `cache_dir` (default: the tlgan_jax
     cache, ``axes/``) so only the first call samples and fits."""
     from tlgan_jax import assets
-    from tlgan_jax.evaluate import clip_logits
+    from tlgan_jax.fit import clip_logits
     from tlgan_jax.fit import fit_axes
     from tlgan_jax.sampling import sample
 
