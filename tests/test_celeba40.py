@@ -96,13 +96,15 @@ def test_mobilenet_matches_keras_layout():
     assert count(v["params"]) - 3_206_976 == 1024 * 256 + 256 + 256 * 40 + 40
 
 
-def test_roc_auc_matches_sklearn():
+def test_validation_auc_matches_sklearn():
     from sklearn.metrics import roc_auc_score
     rng = np.random.default_rng(0)
     y = rng.random(500) < 0.3
     s = np.round(rng.normal(size=500) + y, 1)          # rounding makes ties
-    assert abs(te.roc_auc(s, y) - roc_auc_score(y, s)) < 1e-12
-    assert np.isnan(te.roc_auc(s, np.ones(500, bool)))
+    auc = te.attribute_metrics(np.stack([s, s], 1), np.where(np.stack([y, ~y], 1), 1.0, -1.0),
+                               ("a", "b"))["auc"]
+    assert abs(auc[0] - roc_auc_score(y, s)) < 1e-12 and abs(auc[1] - roc_auc_score(~y, s)) < 1e-12
+    assert np.isnan(te.attribute_metrics(s[:, None], np.ones((500, 1)), ("a",))["auc"][0])
 
 
 def test_batch_iterator_is_seeded_and_resumable():

@@ -1,4 +1,5 @@
 """Sampler: determinism across batch sizes, devices and processes; resume after SIGKILL."""
+import dataclasses
 import json
 import os
 import signal
@@ -171,6 +172,16 @@ def test_reusing_a_directory_with_other_settings_is_refused(tmp_path):
     sample(gen, [ext], num=100, seed=0, out_dir=tmp_path, shard_size=50, progress=False)
     with pytest.raises(ShardStoreError, match="seed: 0 there vs 1 now"):
         sample(gen, [ext], num=100, seed=1, out_dir=tmp_path, shard_size=50, progress=False)
+    # the bf16 fast path of the same generator gives other samples: not mixed in either
+    fast = dataclasses.replace(gen, info={"dtype": "bfloat16"})
+    with pytest.raises(ShardStoreError, match="generator_dtype: 'float32' there vs 'bfloat16'"):
+        sample(fast, [ext], num=100, seed=0, out_dir=tmp_path, shard_size=50, progress=False)
+    # a manifest written before the dtype was recorded still resumes
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    del manifest["generator_dtype"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert sample(gen, [ext], num=100, seed=0, out_dir=tmp_path, shard_size=50,
+                  progress=False).z.shape == (100, gen.latent_dim)
 
 
 def test_bad_latents_give_clear_errors():

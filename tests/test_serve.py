@@ -131,6 +131,8 @@ def test_png_score_random_info_and_stats(client, editor):
     assert s == r0["scores"]
     a = client.post("/api/random", json={"seed": 7}).json()
     assert a["seed"] == 7 and a == client.post("/api/random", json={"seed": 7}).json()
+    np.testing.assert_array_equal(a["z"], np.asarray(
+        editor.gen.sample_latents(jax.random.key(7), 1))[0])   # the library's draw for seed 7
     assert len(client.post("/api/random", json={}).json()["z"]) == 100
     info = client.get("/api/info").json()
     assert [a["name"] for a in info["attributes"]] == ["male", "age", "smile"]

@@ -65,12 +65,6 @@ def project_out(vectors: jax.Array, basis: jax.Array) -> jax.Array:
     return v
 
 
-def normalize_columns(vectors: jax.Array) -> jax.Array:
-    """Each column divided by its L2 norm."""
-    v = jnp.asarray(vectors, jnp.float32)
-    return v / jnp.linalg.norm(v, axis=0, keepdims=True)
-
-
 def conditional_direction(n: jax.Array, conditions: jax.Array) -> jax.Array:
     """InterFaceGAN: solve (C Cᵀ) x = C n, n' = n − Cᵀ x, return n'/‖n'‖.
 

@@ -31,8 +31,8 @@ import numpy as np
 import optax
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from tlgan_jax.extractors import Extractor, as_extractor, check_images
-from tlgan_jax.generators import Generator
+from tlgan_jax.extractors import Extractor, as_extractor, check_images, stack_scores
+from tlgan_jax.generators import Generator, to_uint8
 
 # Photos: limits on what `load_photo` decodes (a decompression bomb is refused before decoding).
 MAX_PHOTO_PIXELS = 40_000_000
@@ -208,7 +208,7 @@ def _array_photo(a: np.ndarray) -> np.ndarray:
         return a
     if not np.issubdtype(a.dtype, np.floating) or not np.all(np.isfinite(a)):
         raise PhotoError("a photo array must be uint8 or finite float in [-1, 1]")
-    return np.clip(np.rint((a + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return to_uint8(a)
 
 
 def detect_face(photo: np.ndarray) -> tuple[float, float, float] | None:
@@ -325,8 +325,7 @@ class Inverter:
 
     # -- pure pieces (all jittable) -----------------------------------------------------------
     def _raw_features(self, ext_params, images):
-        return jnp.concatenate([e.score_array(p, images)
-                                for e, p in zip(self.extractors, ext_params)], axis=1)
+        return stack_scores(self.extractors, ext_params, images)
 
     def features(self, ext_params, images):
         """Standardised extractor scores [N, K] (the feature loss' space)."""

@@ -86,6 +86,7 @@ class Sampler:
     @functools.cached_property
     def metadata(self) -> dict:
         return {"generator": self.gen.name, "latent_dim": self.gen.latent_dim,
+                "generator_dtype": self.gen.info.get("dtype", "float32"),
                 "extractors": [e.name for e in self.extractors], "attributes": list(self.names),
                 "binary": list(self.binary)}
 

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 MANIFEST = "manifest.json"
-_RUN_KEYS = ("generator", "latent_dim", "extractors", "attributes", "seed", "num", "shard_size")
+_RUN_KEYS = ("generator", "latent_dim", "generator_dtype", "extractors", "attributes", "seed",
+             "num", "shard_size")
+_LATER_KEYS = ("generator_dtype",)   # absent from manifests written before it was recorded
 
 
 class ShardStoreError(RuntimeError):
@@ -53,7 +55,8 @@ class ShardStore:
         path = self.root / MANIFEST
         if path.exists():
             old = json.loads(path.read_text())
-            diff = {k: (old.get(k), meta.get(k)) for k in _RUN_KEYS if old.get(k) != meta.get(k)}
+            diff = {k: (old.get(k), meta.get(k)) for k in _RUN_KEYS
+                    if old.get(k) != meta.get(k) and (k in old or k not in _LATER_KEYS)}
             if diff:
                 raise ShardStoreError(
                     f"{self.root} holds samples of another run (differs in "

@@ -40,6 +40,7 @@ import orbax.checkpoint as ocp
 
 from tlgan_jax import celeba
 from tlgan_jax.assets import device_arrays
+from tlgan_jax.fit import metrics
 from tlgan_jax.models.mobilenet import CelebA40Net
 
 MODEL_CONFIG_FILE = "celeba40_model.json"
@@ -237,25 +238,6 @@ def predict_dataset(variables: dict, images_u8: np.ndarray, model_config: ModelC
 
 # ----------------------------------------------------------------------------- metrics
 
-def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U / (n_pos n_neg), ties averaged); NaN if one class."""
-    scores = np.asarray(scores, np.float64)
-    positive = np.asarray(positive, bool)
-    n_pos = int(positive.sum())
-    n_neg = len(positive) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(len(scores), np.float64)
-    # average 1-based ranks over runs of equal scores
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    avg = first + (counts + 1) / 2.0
-    ranks[order] = np.repeat(avg, counts)
-    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
-
-
 def attribute_metrics(pre_tanh: np.ndarray, labels: np.ndarray,
                       attributes: tuple[str, ...] = celeba.ATTRIBUTES) -> dict:
     """Per-attribute validation metrics: arrays of length k, plus the mean MSE loss."""
@@ -265,8 +247,7 @@ def attribute_metrics(pre_tanh: np.ndarray, labels: np.ndarray,
     return {
         "attributes": tuple(attributes),
         "accuracy": np.mean((pre_tanh > 0) == positive, axis=0),
-        "auc": np.asarray([roc_auc(pre_tanh[:, j], positive[:, j])
-                           for j in range(labels.shape[1])]),
+        "auc": metrics.roc_auc_columns(pre_tanh, positive),
         "mse": np.mean((np.tanh(pre_tanh) - labels) ** 2, axis=0),
         "positive_fraction": np.mean(positive, axis=0),
         "num_examples": int(labels.shape[0]),

@@ -169,16 +169,17 @@ class Editor:
     def _edit(self):
         return jax.jit(self._edit_fn)
 
-    def warmup(self, invert: bool = True) -> dict:
-        """Compile render/edit (and the inversion steps) now; returns seconds per part."""
+    def warmup(self, render: bool = True, invert: bool = True) -> dict:
+        """Compile render/edit and/or the inversion steps now; returns seconds per part."""
         times = {}
-        t = time.perf_counter()
-        z = np.zeros(self.gen.latent_dim, np.float32)
-        self.render(z, {}, [])
-        self.render(z, {}, [])
-        self.edit(z, {}, [])
-        self.render_ms.clear()                    # the statistics are of warm renders
-        times["render_s"] = time.perf_counter() - t
+        if render:
+            t = time.perf_counter()
+            z = np.zeros(self.gen.latent_dim, np.float32)
+            self.render(z, {}, [])
+            self.render(z, {}, [])
+            self.edit(z, {}, [])
+            self.render_ms.clear()                # the statistics are of warm renders
+            times["render_s"] = time.perf_counter() - t
         if invert:
             t = time.perf_counter()
             with self._invert_lock:            # an upload meanwhile waits for the compile
@@ -222,14 +223,19 @@ class Editor:
             return self._photos[photo]
 
     # -- requests -----------------------------------------------------------------------------
-    def render(self, z, amounts: dict, lock: Sequence[str], photo: str | None = None) -> dict:
-        """{png: bytes, scores: {attr: float}, z_edited: [d] list, ms: server time}."""
-        t0 = time.perf_counter()
+    def _run(self, z, amounts: dict, lock: Sequence[str], photo: str | None):
+        """(uint8 image [R, R, 3], scores [m], edited z [d]) of one state."""
         zz, mask, t = self._state(z, amounts, lock)
         img, scores, z2, ok = self._render(self._params(photo), self._ext_params,
                                            self.axes.directions, zz, mask, t)
         self._check_lock(ok, mask)
-        img, scores, z2 = np.asarray(img)[0], np.asarray(scores)[0], np.asarray(z2)[0]
+        return np.asarray(img)[0], np.asarray(scores)[0], np.asarray(z2)[0]
+
+    def render(self, z, amounts: dict, lock: Sequence[str], photo: str | None = None) -> dict:
+        """{png: bytes, scores: {attr: float}, z_edited: [d] list, ms: server time}; the time
+        goes into the latency statistics."""
+        t0 = time.perf_counter()
+        img, scores, z2 = self._run(z, amounts, lock, photo)
         png = png_bytes(img)
         ms = (time.perf_counter() - t0) * 1e3
         self.render_ms.append(ms)
@@ -243,12 +249,14 @@ class Editor:
         return np.asarray(z2)[0].tolist()
 
     def score(self, z, photo: str | None = None) -> dict:
-        r = self.render(z, {}, [], photo)
-        return r["scores"]
+        scores = self._run(z, {}, [], photo)[1]
+        return dict(zip(self.score_names, map(float, scores)))
 
     def random_latent(self, seed: int | None = None) -> tuple[list[float], int]:
+        """A face from the generator's prior: the same z as `gen.sample_latents(key(seed), 1)`
+        (so `?seed=N` shows what `traverse.py --seed=N` and the library draw first)."""
         seed = secrets.randbelow(2**31) if seed is None else int(seed)
-        z = np.random.default_rng(seed).standard_normal(self.gen.latent_dim).astype(np.float32)
+        z = np.asarray(self.gen.sample_latents(jax.random.key(seed), 1))[0]
         return z.tolist(), seed
 
     def progress(self) -> dict:

@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(json.dumps(benchmark(editor, args.benchmark), indent=2))
         return
     if not args.no_warm_invert:
-        threading.Thread(target=editor.warmup, kwargs={"invert": True}, daemon=True).start()
+        threading.Thread(target=editor.warmup, kwargs={"render": False}, daemon=True).start()
     import uvicorn
     from tlgan_jax.serve.app import create_app
     print(f"editor at http://{args.host}:{args.port}  (API docs: /docs)", flush=True)
