@@ -1,5 +1,4 @@
 """load_torch_zip: round trip on hand-made checkpoints (no torch), and refusal of bad files."""
-import io
 import os
 import pickle
 import zipfile
@@ -8,56 +7,12 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from hostile import Call, Global, Storage, dumps
 from tlgan_jax.readers.safe_pickle import CorruptPickleError, UnsafePickleError
 from tlgan_jax.readers.torch_zip import TorchCheckpointError, load_torch_zip
 
 
-# --- crafting torch-style pickles without torch --------------------------------------------
-class Global:
-    """Written as GLOBAL 'module name' (pickle never imports it while writing)."""
-
-    def __init__(self, module, name):
-        self.module, self.name = module, name
-
-
-class Call:
-    """Written as func, args, REDUCE: unpickling calls func(*args)."""
-
-    def __init__(self, func, args):
-        self.func, self.args = func, tuple(args)
-
-
-class Storage:
-    """Written as the persistent id ('storage', torch.<type>, key, location, numel)."""
-
-    def __init__(self, type_name, key, numel):
-        self.pid = ("storage", Global("torch", type_name), key, "cpu", numel)
-
-
-class CraftPickler(pickle._Pickler):
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def _save_global(self, obj):
-        self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode())
-
-    def _save_call(self, obj):
-        self.save(obj.func)
-        self.save(obj.args)
-        self.write(pickle.REDUCE)
-
-    dispatch[Global] = _save_global
-    dispatch[Call] = _save_call
-
-    def persistent_id(self, obj):
-        return obj.pid if isinstance(obj, Storage) else None
-
-
-def dumps(obj) -> bytes:
-    buf = io.BytesIO()
-    CraftPickler(buf, protocol=2).dump(obj)
-    return buf.getvalue()
-
-
+# --- torch-style pickles, written without torch (tests/hostile.py) ------------------------------
 def ordered_dict(pairs=()):
     return Call(Global("collections", "OrderedDict"), (list(pairs),))
 

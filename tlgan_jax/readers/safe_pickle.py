@@ -72,6 +72,8 @@ def describe(value: Any, limit: int = 60) -> str:
         return repr(value)
     if isinstance(value, int):
         return repr(value) if abs(value) < 10 ** 18 else f"an integer of {value.bit_length()} bits"
+    if isinstance(value, Inert):
+        return repr(value)
     if isinstance(value, (str, bytes)):
         text = repr(value[:limit])
         return text if len(value) <= limit else f"{text}... ({len(value)} long)"
@@ -366,6 +368,17 @@ class RestrictedUnpickler(pickle._Unpickler):
             _LOAD.reset(token)
 
 
+class _Stream(io.BytesIO):
+    """The pickle's bytes; a text line (GLOBAL, INT, ...) cut off by the end is an error (the
+    pure-Python unpickler would take the fragment as the line)."""
+
+    def readline(self, size=-1):
+        line = super().readline(size)
+        if not line.endswith(b"\n"):
+            raise EOFError("the stream ends inside a text line")
+        return line
+
+
 def restricted_loads(data: bytes, allowed: Mapping[tuple[str, str], Any],
                      persistent_load: Callable[[Any], Any] | None = None,
                      what: str = "pickle") -> Any:
@@ -374,7 +387,7 @@ def restricted_loads(data: bytes, allowed: Mapping[tuple[str, str], Any],
     Raises UnsafePickleError (refused; nothing ran) or CorruptPickleError (truncated, malformed,
     or sizes the bytes do not hold), each naming `what`."""
     try:
-        return RestrictedUnpickler(io.BytesIO(data), allowed, persistent_load, what,
+        return RestrictedUnpickler(_Stream(data), allowed, persistent_load, what,
                                    array_bytes=len(data)).load()
     except (UnsafePickleError, CorruptPickleError):
         raise

@@ -1,5 +1,6 @@
-"""Hand-written pickle streams for the reader tests: any stream a hostile file could hold,
-written without importing (or even having) what it names.
+"""Hostile files for the reader tests: hand-written pickle streams (any stream a file could
+hold, written without importing what it names), and a harness that loads a file in a fresh
+Python process and reports how it ended and how much memory it took.
 
 `dumps(obj)` pickles plain values as usual and these markers opcode by opcode:
   Global(m, n)          GLOBAL 'm n'                 (never imported while writing)
@@ -12,7 +13,12 @@ Every marker is memoised, so one referenced twice is written once and then fetch
 as a real pickler does for shared objects.
 """
 import io
+import os
 import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 
@@ -121,3 +127,57 @@ def np_scalar(dtype, raw: bytes, module: str = NUMPY_MULTIARRAY):
 def tf_network(state: dict):
     """A pickled `tfutil.Network` with its state dict (NEWOBJ + BUILD, as TF pickles it)."""
     return Build(NewObj(Global("tfutil", "Network")), state)
+
+
+# --- loading in a fresh process ----------------------------------------------------------------
+_HARNESS = """
+import sys
+sys.path[:0] = {paths!r}
+{setup}
+def _status(key):
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith(key + ":")) / 1024
+try:   # reset the peak-RSS mark (Linux >= 4.0); else the peak so far is the base
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    _base = _status("VmRSS")
+except OSError:
+    _base = _status("VmHWM")
+try:
+{body}
+finally:
+    print("PEAK_RSS_GROWTH_MIB", _status("VmHWM") - _base, flush=True)
+"""
+
+
+class Isolated:
+    """How a snippet run by `run_isolated` ended: returncode (negative: killed by that signal),
+    the last line of stderr (the exception, if one escaped) and the peak RSS growth in MiB
+    while the body ran (imports in `setup` excluded)."""
+
+    def __init__(self, proc: subprocess.CompletedProcess):
+        self.returncode = proc.returncode
+        lines = proc.stderr.strip().splitlines()
+        self.error = lines[-1] if lines else ""
+        growth = [line.split()[1] for line in proc.stdout.splitlines()
+                  if line.startswith("PEAK_RSS_GROWTH_MIB")]
+        self.rss_growth_mib = float(growth[-1]) if growth else float("nan")
+        self.stdout, self.stderr = proc.stdout, proc.stderr
+
+    def __repr__(self):
+        return (f"Isolated(returncode={self.returncode}, error={self.error!r}, "
+                f"rss_growth_mib={self.rss_growth_mib:.1f})")
+
+
+def run_isolated(body: str, setup: str = "", timeout: float = 300) -> Isolated:
+    """Run `setup` then `body` (Python source) in a fresh interpreter that imports tlgan_jax
+    from the same place as this process, so a crash or a runaway allocation cannot take the
+    test process with it."""
+    import tlgan_jax
+    paths = [str(Path(tlgan_jax.__file__).resolve().parents[1]), str(Path(__file__).parent)]
+    program = _HARNESS.format(paths=paths, setup=textwrap.dedent(setup),
+                              body=textwrap.indent(textwrap.dedent(body), "    "))
+    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
+    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    return Isolated(proc)
