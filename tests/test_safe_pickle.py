@@ -9,7 +9,7 @@ import pytest
 
 from hostile import (Build, Call, Global, NewObj, Opcodes, dumps, np_array, np_dtype, np_of,
                      np_scalar, run_isolated)
-from tlgan_jax.readers.safe_pickle import (NUMPY_GLOBALS, CorruptPickleError, InertFunction,
+from tlgan_jax.weights.safe_pickle import (NUMPY_GLOBALS, CorruptPickleError, InertFunction,
                                            RestrictedUnpickler, StateHolder, UnsafePickleError,
                                            as_array, restricted_loads)
 
@@ -168,7 +168,7 @@ def test_tiny_streams_cannot_make_the_unpickler_allocate(tmp_path, name, payload
             print("LOADED", restricted_loads(open({str(path)!r}, "rb").read(), NUMPY_GLOBALS))
         except CorruptPickleError as e:
             print("REFUSED", e)
-    """, setup="from tlgan_jax.readers.safe_pickle import *")
+    """, setup="from tlgan_jax.weights.safe_pickle import *")
     assert r.returncode == 0, r
     assert ("LOADED None" if name == "memo index" else "REFUSED") in r.stdout
     assert r.rss_growth_mib < 32, r
