@@ -115,8 +115,9 @@ def np_array(shape, dtype, raw: bytes, fortran: bool = False, module: str = NUMP
 
 def np_of(a: np.ndarray):
     """NumPy's own pickle form of array `a` (little-endian, C order)."""
-    a = np.ascontiguousarray(a).astype(np.dtype(a.dtype).newbyteorder("<"))
-    return np_array(a.shape, np_dtype(a.dtype.str[1:]), a.tobytes())
+    a = np.asarray(a)
+    a = a.astype(a.dtype.newbyteorder("<"))
+    return np_array(a.shape, np_dtype(a.dtype.str[1:]), a.tobytes(order="C"))
 
 
 def np_scalar(dtype, raw: bytes, module: str = NUMPY_MULTIARRAY):
