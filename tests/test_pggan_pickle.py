@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import pggan_fixtures_dir as fixtures_dir
-from hostile import Call, Global, Opcodes, dumps, np_array, np_dtype, np_of, run_isolated, tf_network
+from hostile import (Call, Global, Opcodes, dumps, np_array, np_dtype, np_of, run_isolated,
+                     tf_network)
 from tlgan_jax.generators import pggan
 from tlgan_jax.weights.pggan_pickle import (CorruptPickleError, PgganPickleError,
                                             UnsafePickleError, load_pggan_pickle,

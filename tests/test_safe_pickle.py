@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from hostile import (Build, Call, Global, NewObj, Opcodes, dumps, np_array, np_dtype, np_of,
+from hostile import (Build, Call, Global, NewObj, dumps, np_array, np_dtype, np_of,
                      np_scalar, run_isolated)
 from tlgan_jax.weights.safe_pickle import (NUMPY_GLOBALS, CorruptPickleError, InertFunction,
                                            RestrictedUnpickler, StateHolder, UnsafePickleError,
@@ -94,7 +94,8 @@ def test_dtypes_other_than_plain_numbers_are_refused(dtype, message):
     (np_array((2,), np_dtype("f4"), [1, 2]), CorruptPickleError, "not bytes"),
     (Build(np_array((1,), np_dtype("f4"), bytes(4)), (1, (1,), np_dtype("f8"), False, bytes(8))),
      UnsafePickleError, "second BUILD"),
-    (Call(Global("numpy.core.multiarray", "_reconstruct"), (Global("numpy", "ndarray"), (9,), b"b")),
+    (Call(Global("numpy.core.multiarray", "_reconstruct"),
+          (Global("numpy", "ndarray"), (9,), b"b")),
      UnsafePickleError, r"_reconstruct\(numpy.ndarray, a tuple"),
     (Call(Global("numpy", "ndarray"), ((1 << 28,), np_dtype("f4"))), UnsafePickleError,
      r"refusing to call numpy.ndarray\(...\)"),

@@ -252,7 +252,8 @@ def test_one_storage_key_declared_with_two_types(tmp_path):
             "b": tensor(Storage("HalfStorage", "0", 4), 0, (4,), (1,))}
     path = write_zip(tmp_path / "ckpt.pt", dumps(tree), {"0": bytes(8)})
     with pytest.raises(CorruptPickleError, match=r"storage '0' is declared twice, as 2 x "
-                                                 r"torch.FloatStorage and as 4 x torch.HalfStorage"):
+                                                 r"torch.FloatStorage and as 4 x "
+                                                 r"torch.HalfStorage"):
         load_torch_zip(path)
 
 
@@ -309,7 +310,8 @@ def test_a_hostile_checkpoint_cannot_change_how_later_files_decode(tmp_path):
                "from tlgan_jax.generators import dcgan\n"
                "from tlgan_jax.weights.torch_zip import load_torch_zip")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert f"HOSTILE UnsafePickleError PyTorch checkpoint {hostile}: refusing " in r.stdout, r.stdout
+    expect = f"HOSTILE UnsafePickleError PyTorch checkpoint {hostile}: refusing "
+    assert expect in r.stdout, r.stdout
     err = float(r.stdout.split("REL_ERROR")[1].split()[0])
     assert err <= PARITY_TOL, r.stdout
 

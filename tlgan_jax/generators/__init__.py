@@ -24,7 +24,7 @@ EMBEDDED_GENERATOR = "digiface64"
 
 def _digiface64() -> Generator:
     path = pinned.asset_path("gan-face-generate", "gan_face_generate/weights.tar")
-    params = pinned.cached_params(f"digiface64-{pinned.CONVERSION_VERSION}", lambda: dcgan.load(path))
+    params = pinned.cached_params("digiface64", "gan-face-generate", lambda: dcgan.load(path))
     return Generator(name="digiface64", latent_dim=dcgan.LATENT_DIM, resolution=64,
                      params=params, apply=dcgan.apply, latent_prior="normal",
                      info={"source": "gan-face-generate==1.1.1 weights.tar (DCGAN, DigiFace-1M)"})

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import stat
 import types
 
 import numpy as np
 
 from tlgan_jax.weights.safe_pickle import (NUMPY_GLOBALS, CorruptPickleError,  # noqa: F401
                                            StateHolder, UnsafePickleError, as_array, describe,
-                                           restricted_loads)
+                                           require_regular_file, restricted_loads)
 
 
 class PgganPickleError(ValueError):
@@ -46,14 +45,7 @@ class PgganNetwork:
 
 def load_pggan_pickle(path: str | os.PathLike) -> PgganNetwork:
     """Read Gs from NVIDIA's pg-GAN pickle at `path` (no TensorFlow, no code from the file)."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as e:
-        raise PgganPickleError(f"{os.fspath(path)}: cannot read the pg-GAN pickle "
-                               f"({e.strerror or e})") from None
-    if not stat.S_ISREG(mode):
-        raise PgganPickleError(f"{os.fspath(path)} is not a regular file; give the path of the "
-                               f"pg-GAN .pkl file itself")
+    require_regular_file(path, PgganPickleError, "pg-GAN pickle")
     with open(path, "rb") as f:
         data = f.read()
     return parse_pggan_pickle(data, what=os.fspath(path))

@@ -28,7 +28,9 @@ from __future__ import annotations
 import contextvars
 import io
 import math
+import os
 import pickle
+import stat
 import types
 from typing import Any, Callable, Mapping
 
@@ -78,6 +80,19 @@ def describe(value: Any, limit: int = 60) -> str:
         text = repr(value[:limit])
         return text if len(value) <= limit else f"{text}... ({len(value)} long)"
     return f"a {type(value).__name__}"
+
+
+def require_regular_file(path, error: type[Exception], kind: str) -> None:
+    """Raise `error` naming `path` unless it is an existing regular file: a device such as
+    /dev/zero would be read until memory runs out, a FIFO blocks on open, a directory cannot be
+    read."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise error(f"{os.fspath(path)}: cannot read the {kind} ({e.strerror or e})") from None
+    if not stat.S_ISREG(mode):
+        raise error(f"{os.fspath(path)} is not a regular file; give the path of the {kind} "
+                    f"file itself")
 
 
 # ----------------------------------------------------------------------------- inert objects
@@ -287,8 +302,8 @@ def _from_bytes(raw, dtype: np.dtype, shape: tuple, order: str) -> np.ndarray:
                                 "safe_pickle.restricted_loads")
     if need > load.left:
         raise _error(CorruptPickleError,
-                     f"the arrays of this pickle would take more bytes than the file holds "
-                     f"(one array's bytes are used more than once), so it is corrupt or hostile")
+                     "the arrays of this pickle would take more bytes than the file holds "
+                     "(one array's bytes are used more than once), so it is corrupt or hostile")
     load.left -= need
     flat = np.frombuffer(raw, dtype=dtype, count=count)
     return np.array(flat.reshape(shape, order=order), order="C", copy=True)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import collections
 import math
 import os
-import stat
 import zipfile
 import zlib
 from typing import Any
@@ -34,7 +33,8 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from tlgan_jax.weights.safe_pickle import Inert, InertFunction, describe, restricted_loads
+from tlgan_jax.weights.safe_pickle import (Inert, InertFunction, describe, require_regular_file,
+                                           restricted_loads)
 
 
 class TorchCheckpointError(ValueError):
@@ -110,7 +110,8 @@ def _allowed() -> dict:
     funcs = {"_rebuild_tensor_v2": _rebuild_tensor_v2, "_rebuild_parameter": _rebuild_parameter,
              "_rebuild_parameter_with_state": _rebuild_parameter_with_state}
     return {("collections", "OrderedDict"): collections.OrderedDict,
-            **{("torch._utils", n): InertFunction(f, f"torch._utils.{n}") for n, f in funcs.items()},
+            **{("torch._utils", n): InertFunction(f, f"torch._utils.{n}")
+               for n, f in funcs.items()},
             **{("torch", n): _StorageType(n, dt) for n, dt in _STORAGE_DTYPES.items()}}
 
 
@@ -234,14 +235,7 @@ def load_torch_zip(path: str | os.PathLike) -> Any:
     checkpoint, or declares more data than it holds, and safe_pickle's UnsafePickleError /
     CorruptPickleError for a hostile or broken data.pkl; each names the file.
     """
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as e:
-        raise TorchCheckpointError(f"{path}: cannot read the checkpoint ({e.strerror or e})") \
-            from None
-    if not stat.S_ISREG(mode):
-        raise TorchCheckpointError(f"{path} is not a regular file; give the path of the "
-                                   f"checkpoint file itself")
+    require_regular_file(path, TorchCheckpointError, "PyTorch checkpoint")
     try:
         with zipfile.ZipFile(path) as zf:
             file_size = os.fstat(zf.fp.fileno()).st_size
