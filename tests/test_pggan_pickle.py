@@ -246,7 +246,7 @@ def test_tiny_pickles_cannot_make_the_reader_allocate(tmp_path, case):
         data = _official({"name": "Gs", "static_kwargs": {}, "build_func_name": "G_paper",
                           "variables": [(f"v{i}", shared) for i in range(500)]})
         assert len(data) < 2 << 20
-        error = ("PgganPickleError", "the variables take more bytes than the file holds")
+        error = ("PgganPickleError", "the Gs variables take more bytes than the file holds")
     path = tmp_path / "tiny.pkl"
     path.write_bytes(data)
     r = run_isolated(f"load_pggan_pickle({str(path)!r})",
@@ -283,6 +283,8 @@ def test_hostile_static_kwargs_give_the_named_error(tmp_path, kwargs, message):
                      ("4x4/Dense/weight", np_of(np.float32(1)))]),
      r"'4x4/Dense/weight' must be 2-D, got shape \(\)"),
     (dict(name=_nested_lists(50_000)), "Gs's name is a list, not a string"),
+    (dict(variables=[("lod", np_of(np.float32(0))), ("lod", np_of(np.float32(1)))]),
+     "Gs variable 'lod' appears twice"),
     (dict(build_func_name=b"G" * 10_000_000), r"built by b'GGG.*\(10000000 long\)"),
 ])
 def test_hostile_state_gives_the_named_error(tmp_path, change, message):

@@ -56,12 +56,42 @@ def parse_pggan_pickle(data: bytes, what: str = "pg-GAN pickle") -> PgganNetwork
     nothing ran), CorruptPickleError (truncated, or sizes its bytes do not hold) or
     PgganPickleError (wrong structure); each names `what`."""
     obj = restricted_loads(data, _ALLOWED, what=what)
+    gs = tflib_networks(obj, what, PgganPickleError, "tfutil.Network")[2]
+    return _network(gs.state, what, max_bytes=len(data))
+
+
+def tflib_networks(obj, what: str, error: type, cls: str) -> tuple:
+    """The unpickled (G, D, Gs) of a tflib Network pickle, each a `StateHolder`, else `error`."""
     if not (isinstance(obj, tuple) and len(obj) == 3
             and all(isinstance(o, StateHolder) for o in obj)):
         kind = (f"a {len(obj)}-tuple" if isinstance(obj, tuple) else type(obj).__name__)
-        raise PgganPickleError(f"{what}: expected a 3-tuple (G, D, Gs) of tfutil.Network, "
-                               f"got {kind}")
-    return _network(obj[2].state, what, max_bytes=len(data))
+        raise error(f"{what}: expected a 3-tuple (G, D, Gs) of {cls}, got {kind}")
+    return obj
+
+
+def tflib_variables(raw, what: str, error: type, *, max_bytes: int, net: str = "Gs") -> dict:
+    """A Network state's `variables` [(name, array)] -> {name: float32 np.ndarray} (0-d for
+    NumPy scalars). Raises `error` for anything else (non-float, non-array, a repeated name)
+    and when the arrays take more than `max_bytes` (the file's size: no array counted twice)."""
+    if not isinstance(raw, (list, tuple)):
+        raise error(f"{what}: {net} variables must be a list of (name, array)")
+    variables = {}
+    total = 0
+    for item in raw:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+            raise error(f"{what}: {net} variables must be (name, array) pairs")
+        name, value = item
+        arr = as_array(value)
+        if arr is None or arr.dtype.kind != "f":
+            raise error(f"{what}: variable {describe(name)} is not a floating-point array")
+        if name in variables:
+            raise error(f"{what}: {net} variable {describe(name)} appears twice")
+        total += arr.nbytes
+        if total > max_bytes:
+            raise error(f"{what}: the {net} variables take more bytes than the file holds (an "
+                        f"array is used more than once), so the file is corrupt or hostile")
+        variables[name] = arr.astype(np.float32, copy=False)
+    return variables
 
 
 def _network(state, what: str, max_bytes: int) -> PgganNetwork:
@@ -78,25 +108,7 @@ def _network(state, what: str, max_bytes: int) -> PgganNetwork:
     kwargs = state["static_kwargs"]
     if not isinstance(kwargs, dict):
         raise PgganPickleError(f"{what}: static_kwargs is not a dict")
-    variables = {}
-    raw = state["variables"]
-    if not isinstance(raw, (list, tuple)):
-        raise PgganPickleError(f"{what}: Gs variables must be a list of (name, array)")
-    total = 0
-    for item in raw:
-        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
-            raise PgganPickleError(f"{what}: Gs variables must be (name, array) pairs")
-        name, value = item
-        arr = as_array(value)
-        if arr is None or arr.dtype.kind != "f":
-            raise PgganPickleError(f"{what}: variable {describe(name)} is not a floating-point "
-                                   f"array")
-        total += arr.nbytes
-        if total > max_bytes:
-            raise PgganPickleError(f"{what}: the variables take more bytes than the file holds "
-                                   f"(an array is used more than once), so the file is corrupt "
-                                   f"or hostile")
-        variables[name] = arr.astype(np.float32, copy=False)
+    variables = tflib_variables(state["variables"], what, PgganPickleError, max_bytes=max_bytes)
     version = state.get("version")
     return PgganNetwork(name=state["name"], static_kwargs=dict(kwargs),
                         variables=variables, what=what, build_func_name="G_paper",
