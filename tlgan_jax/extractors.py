@@ -105,6 +105,19 @@ class FaceDescriptor:
         """identity_kept(a, b, self.threshold)."""
         return identity_kept(a, b, self.threshold)
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Names of the descriptor's D components when labelled like attributes."""
+        return tuple(f"{self.name}_d{i:03d}" for i in range(self.dim))
+
+    def as_extractor(self) -> Extractor:
+        """The descriptor as an `Extractor` of D continuous 'scores' (`columns`), so sampling
+        and edit evaluation compute it in the same jitted labelling call as the attributes."""
+        return Extractor(name=self.name, attributes=self.columns, input_shape=self.input_shape,
+                         params=self.params, raw_apply=self.raw_apply, preprocess=self.preprocess,
+                         scores=lambda d: d, binary=(False,) * self.dim,
+                         info=dict(self.info, descriptor=True, threshold=self.threshold))
+
 
 def descriptor_distance(a, b) -> jax.Array:
     """Euclidean distance between face descriptors, row by row: ||a_i - b_i||_2 (broadcasts)."""

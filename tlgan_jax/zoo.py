@@ -32,6 +32,14 @@ from tlgan_jax.generators import Generator
 
 EMBEDDED_GENERATOR = "digiface64"
 EMBEDDED_EXTRACTORS = ("gender", "age", "emotion")
+# The embedded extractor families: nets of one family never judge each other's axes.
+EXTRACTOR_FAMILIES = {"cydral_fer": ("gender", "age", "emotion"),
+                      "faceapi": ("fa_age_gender", "fa_expression")}
+# Attributes that are the same concept scored by different nets (independent judges).
+EQUIVALENT_ATTRIBUTES = (
+    ("male", "fa_male"), ("age", "fa_age"), ("happy", "fa_happy"), ("sad", "fa_sad"),
+    ("angry", "fa_angry"), ("fear", "fa_fearful"), ("disgust", "fa_disgusted"),
+    ("surprise", "fa_surprised"), ("neutral", "fa_neutral"))
 
 # Bump when a converter changes, so stale cached parameters are not reused.
 _CONVERSION_VERSION = "v1"
@@ -207,6 +215,15 @@ def load_face_descriptor(name: str = "faceapi") -> FaceDescriptor:
         preprocess=_faceapi_preprocess(fa.RECOGNITION_SIZE),
         info={"source": "@vladmandic/face-api@1.7.15 face_recognition_model (tfjs)",
               "threshold": "same person when the Euclidean distance is below 0.6"})
+
+
+def default_judges(extractor_names) -> tuple[str, ...]:
+    """Every embedded extractor of a family that defined none of the axes (an extractor
+    outside the families, e.g. celeba40 or a custom one, leaves both families as judges)."""
+    used = {f for f, members in EXTRACTOR_FAMILIES.items()
+            if set(members) & set(extractor_names)}
+    return tuple(e for f, members in EXTRACTOR_FAMILIES.items() if f not in used
+                 for e in members)
 
 
 def load_extractor(name: str) -> Extractor:
