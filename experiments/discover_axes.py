@@ -10,8 +10,9 @@ resumable (z, y) shards in WORKDIR/samples/ (rerun the same command to resume a 
 from absl import app, flags
 
 from tlgan_jax.discover import DiscoverConfig, discover_axes
-from tlgan_jax.zoo import (EMBEDDED_EXTRACTORS, EMBEDDED_GENERATOR, default_judges,
-                           load_extractor, load_face_descriptor, load_generator)
+from tlgan_jax.evaluate import judges_for
+from tlgan_jax.zoo import (EMBEDDED_EXTRACTORS, EMBEDDED_GENERATOR, EQUIVALENT_ATTRIBUTES,
+                           default_judges, load_extractor, load_face_descriptor, load_generator)
 
 _D = DiscoverConfig()
 FLAGS = flags.FLAGS
@@ -54,14 +55,15 @@ def main(argv):
                          eval_step=FLAGS.eval_step, traversal_faces=FLAGS.traversal_faces,
                          traversal_steps=tuple(float(s) for s in FLAGS.traversal_steps),
                          progress=FLAGS.progress)
-    judges = FLAGS.judges
-    if judges == ["auto"]:
-        judges = list(default_judges(FLAGS.extractors))
-    elif judges == ["none"]:
-        judges = []
+    judges = [] if FLAGS.judges == ["none"] else [
+        load_extractor(j) for j in (default_judges(FLAGS.extractors)
+                                    if FLAGS.judges == ["auto"] else FLAGS.judges)]
+    if FLAGS.judges == ["auto"]:   # keep the judges that score the concept of some attribute
+        names = [a for e in extractors for a in e.attributes]
+        judges = [j for j in judges if judges_for(names, j.attributes, EQUIVALENT_ATTRIBUTES)]
     descriptor = None if FLAGS.identity == "none" else load_face_descriptor(FLAGS.identity)
-    _, summary = discover_axes(gen, extractors, FLAGS.workdir, cfg,
-                               judges=[load_extractor(j) for j in judges], descriptor=descriptor)
+    _, summary = discover_axes(gen, extractors, FLAGS.workdir, cfg, judges=judges,
+                               descriptor=descriptor)
     print((__import__("pathlib").Path(FLAGS.workdir) / "summary.md").read_text())
 
 

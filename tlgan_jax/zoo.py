@@ -35,9 +35,10 @@ EMBEDDED_EXTRACTORS = ("gender", "age", "emotion")
 # The embedded extractor families: nets of one family never judge each other's axes.
 EXTRACTOR_FAMILIES = {"cydral_fer": ("gender", "age", "emotion"),
                       "faceapi": ("fa_age_gender", "fa_expression")}
-# Attributes that are the same concept scored by different nets (independent judges).
+# Attributes that are the same concept scored by different nets (independent judges);
+# `Male` is the CelebA-40 extractor's logit.
 EQUIVALENT_ATTRIBUTES = (
-    ("male", "fa_male"), ("age", "fa_age"), ("happy", "fa_happy"), ("sad", "fa_sad"),
+    ("male", "fa_male", "Male"), ("age", "fa_age"), ("happy", "fa_happy"), ("sad", "fa_sad"),
     ("angry", "fa_angry"), ("fear", "fa_fearful"), ("disgust", "fa_disgusted"),
     ("surprise", "fa_surprised"), ("neutral", "fa_neutral"))
 
