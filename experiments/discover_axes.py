@@ -10,9 +10,10 @@ resumable (z, y) shards in WORKDIR/samples/ (rerun the same command to resume a 
 from absl import app, flags
 
 from tlgan_jax.discover import DiscoverConfig, discover_axes
-from tlgan_jax.evaluate import judges_for
-from tlgan_jax.zoo import (EMBEDDED_EXTRACTORS, EMBEDDED_GENERATOR, EQUIVALENT_ATTRIBUTES,
-                           default_judges, load_extractor, load_face_descriptor, load_generator)
+from tlgan_jax.editing import judges_for
+from tlgan_jax.extractors import (EMBEDDED_EXTRACTORS, EQUIVALENT_ATTRIBUTES, default_judges,
+                                  load_extractor, load_face_descriptor)
+from tlgan_jax.generators import EMBEDDED_GENERATOR, load_generator
 
 _D = DiscoverConfig()
 FLAGS = flags.FLAGS

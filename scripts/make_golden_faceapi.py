@@ -68,7 +68,7 @@ NETS = {"native112": ("age_gender", "expression"), "native150": ("recognition",)
 
 def run_node(node_project: str, groups: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
     sys.path.insert(0, os.path.join(HERE, ".."))
-    from tlgan_jax import assets
+    from tlgan_jax.weights import pinned as assets
     spec = assets.NPM_PACKAGES["@vladmandic/face-api"]
     model_dir = os.path.dirname(assets.asset_path(spec.name, spec.members[0]))
     for m in spec.members:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import require
 
-from tlgan_jax import assets
+from tlgan_jax.weights import pinned as assets
 
 WEIGHTS = b"\x07\x08\x09" * 1000
 NAME = "@tlgan-test/fakepkg"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import PARITY_TOL, rel_error
 
-from tlgan_jax.extractors import descriptor_distance, identity_kept
-from tlgan_jax.models import faceapi as fa
-from tlgan_jax.readers.tfjs import TfjsFormatError, read_tfjs_weights
-from tlgan_jax.zoo import load_extractor, load_face_descriptor
+from tlgan_jax.extractors import (descriptor_distance, identity_kept, load_extractor,
+                                  load_face_descriptor)
+from tlgan_jax.extractors import faceapi as fa
+from tlgan_jax.weights.tfjs import TfjsFormatError, read_tfjs_weights
 
 GOLDEN = Path(__file__).parent / "golden"
 

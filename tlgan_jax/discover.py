@@ -7,7 +7,7 @@ WORKDIR/
   summary.md, summary.json   diagnostics and edit figures per attribute
 
 Edits are scored by the net that defined each axis ("own judge") and, when `judges` are given,
-by the same attribute as scored by an unrelated net (`zoo.EQUIVALENT_ATTRIBUTES`), plus, with a
+by the same attribute as scored by an unrelated net (`extractors.EQUIVALENT_ATTRIBUTES`), plus, with a
 face `descriptor`, the share of faces that keep their identity. Judges and the descriptor run
 only on the evaluation faces, never on the samples the axes are fitted on.
 """
@@ -24,7 +24,7 @@ import numpy as np
 
 from tlgan_jax.axes import Axes, jsonable
 from tlgan_jax.editing import render_traversal
-from tlgan_jax.evaluate import edit_report, judges_for
+from tlgan_jax.editing import edit_report, judges_for
 from tlgan_jax.fit import fit_axes, method_targets
 from tlgan_jax.generators import Generator
 from tlgan_jax.plots import image_grid, save_png
@@ -54,7 +54,7 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
 
     judges: extra extractors that only re-score the edits (independent judges);
     descriptor: a `FaceDescriptor` for the identity figures; groups: which attributes are the
-    same concept across nets (default `zoo.EQUIVALENT_ATTRIBUTES`)."""
+    same concept across nets (default `extractors.EQUIVALENT_ATTRIBUTES`)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     timings = {}
@@ -85,7 +85,7 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     else:
         evaluator = sampler
     if groups is None:
-        from tlgan_jax.zoo import EQUIVALENT_ATTRIBUTES as groups
+        from tlgan_jax.extractors import EQUIVALENT_ATTRIBUTES as groups
     kw = dict(step=cfg.eval_step, y0=evaluator.label(z_eval),
               judges=judges_for(axes.names, evaluator.names, groups),
               descriptor=(descriptor.columns, descriptor.threshold) if descriptor else None)

