@@ -66,12 +66,35 @@ def parse_pggan_pickle(data: bytes, what: str = "pg-GAN pickle") -> PgganNetwork
     """`load_pggan_pickle` on bytes. Raises UnsafePickleError (a global off the allow-list;
     nothing ran), CorruptPickleError (truncated) or PgganPickleError (wrong structure)."""
     obj = restricted_loads(data, _ALLOWED, what=what)
+    return _network(tflib_networks(obj, what, PgganPickleError, "tfutil.Network")[2].state, what)
+
+
+def tflib_networks(obj, what: str, error: type, cls: str) -> tuple:
+    """The unpickled (G, D, Gs) of a tflib Network pickle, each a `StateHolder`, else `error`."""
     if not (isinstance(obj, tuple) and len(obj) == 3
             and all(isinstance(o, StateHolder) for o in obj)):
         kind = (f"a {len(obj)}-tuple" if isinstance(obj, tuple) else type(obj).__name__)
-        raise PgganPickleError(f"{what}: expected a 3-tuple (G, D, Gs) of tfutil.Network, "
-                               f"got {kind}")
-    return _network(obj[2].state, what)
+        raise error(f"{what}: expected a 3-tuple (G, D, Gs) of {cls}, got {kind}")
+    return obj
+
+
+def tflib_variables(raw, what: str, error: type, net: str = "Gs") -> dict:
+    """A Network state's `variables` [(name, value)] -> {name: float32 np.ndarray} (0-d for
+    NumPy scalars); anything else (non-float, non-array, a repeated name) raises `error`."""
+    if not isinstance(raw, (list, tuple)):
+        raise error(f"{what}: {net} variables must be a list of (name, array)")
+    variables = {}
+    for item in raw:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+            raise error(f"{what}: {net} variables must be (name, array) pairs")
+        name, value = item
+        arr = np.asarray(value) if isinstance(value, (np.ndarray, np.generic)) else None
+        if arr is None or arr.dtype.kind != "f":
+            raise error(f"{what}: variable {name!r} is not a floating-point array")
+        if name in variables:
+            raise error(f"{what}: {net} variable {name!r} appears twice")
+        variables[name] = arr.astype(np.float32)
+    return variables
 
 
 def _network(state, what: str) -> PgganNetwork:
@@ -85,18 +108,7 @@ def _network(state, what: str) -> PgganNetwork:
     kwargs = state["static_kwargs"]
     if not isinstance(kwargs, dict):
         raise PgganPickleError(f"{what}: static_kwargs is not a dict")
-    variables = {}
-    raw = state["variables"]
-    if not isinstance(raw, (list, tuple)):
-        raise PgganPickleError(f"{what}: Gs variables must be a list of (name, array)")
-    for item in raw:
-        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
-            raise PgganPickleError(f"{what}: Gs variables must be (name, array) pairs")
-        name, value = item
-        arr = np.asarray(value) if isinstance(value, (np.ndarray, np.generic)) else None
-        if arr is None or arr.dtype.kind != "f":
-            raise PgganPickleError(f"{what}: variable {name!r} is not a floating-point array")
-        variables[name] = arr.astype(np.float32)
+    variables = tflib_variables(state["variables"], what, PgganPickleError)
     config = config_from_state(kwargs, variables, what)
     try:
         params_from_variables(variables, config)  # checks every name and shape

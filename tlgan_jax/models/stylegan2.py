@@ -1,0 +1,417 @@
+"""NVIDIA's StyleGAN2 generator `G_main` (skip architecture, config-f) as pure JAX functions.
+
+Maths (official networks_stylegan2.py and upfirdn_2d.py; NHWC inside, params keep the stored
+TF layouts and names):
+  equalised lr: W_used = W · float32(1/√fan_in · lrmul), fan_in = prod(shape[:-1]); b_used = b · lrmul
+  lrelu(x)  = max(x, 0.2·x) · √2 (bias added first)
+  mapping:  x = z · rsqrt(mean(z²) + 1e-8); x = lrelu(x @ W_i + b_i), i < mapping_layers
+            (lrmul 0.01 on weights and biases, the last layer too) -> w [N, D]
+  w+        = w broadcast to num_layers = 2·log2(R) − 2 style inputs
+  truncation: w+[:, l] = avg + (w+[:, l] − avg)·psi for l < cutoff (every l if cutoff is None);
+            not applied at all when psi is 1 (or None)
+  modconv:  s = w_l @ (A/√D) + a + 1 (the +1 is not stored); W' = W/√(k²·I) · s[i];
+            demodulated: W'·rsqrt(Σ_{kh,kw,i} W'² + 1e-8) per (sample, out); k×k correlation
+  layer:    x = lrelu(modconv(x) + noise·strength + b)   (noise [H, W], shared by the batch)
+  ToRGB:    t = modconv(x) (1×1, no demodulation) + b
+  skip:     y = ToRGB_4x4; per block R = 8..res: y = up2(y) + ToRGB_R(x)
+  up2       = upfirdn2d(y, 4K, up 2, pad (2, 1)),  K = outer(k, k)/Σ, k = [1, 3, 3, 1]
+  Conv0_up  = VALID 3×3 correlation with W of upfirdn2d(x, 4K, up 2, pad (3, 2)), which equals
+            TF's conv2d_transpose(stride 2, VALID) with the flipped W then upfirdn2d(4K, pad (1, 1))
+  upfirdn2d = zero-stuff (samples at even positions), pad, true convolution with K.
+Style index of each layer: 4x4/Conv w[0], 4x4/ToRGB w[1]; at R = 2^r Conv0_up w[2r−5],
+Conv1 w[2r−4], ToRGB w[2r−3]. Noise input j has size 2^((j+5)//2).
+
+Exact rewrites (the fast path uses all three, in bfloat16):
+  modulation="activations": conv(x·s, W/√fan_in)·d with d = rsqrt(s² @ Σ_{kh,kw} W'² + 1e-8)
+      instead of one conv per sample with its own weights (TF's fused_modconv=False form).
+  upsample="subpixel": zero-stuff + 4×4 FIR + 3×3 correlation is a stride-2 transposed conv with
+      the 6×6 kernel C = W * K4; its 4 output phases (a, b) are 3×3 SAME correlations of x with
+      C[a'::2, b'::2] (rows a'=1 for even, 0 for odd outputs): one conv with 4·O outputs, then
+      the phases are interleaved. No upsampled tensor, no FIR pass, 9·I·O MACs per output pixel.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MODULATIONS = ("weights", "activations")
+UPSAMPLES = ("faithful", "subpixel")
+NOISE_MODES = ("stored", "random")
+_DN = ("NHWC", "HWIO", "NHWC")
+_SQRT2 = float(np.float32(np.sqrt(2.0)))
+_FIR_1D = np.array([1.0, 3.0, 3.0, 1.0]) / 4.0   # per-axis factor of 4K (gain 4 = factor²)
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+@dataclasses.dataclass(frozen=True)
+class StyleGAN2Config:
+    """G_main / G_mapping / G_synthesis_stylegan2 hyper-parameters (defaults = the official
+    defaults, which config-f networks use: only num_channels, resolution, label_size stored)."""
+    resolution: int = 1024
+    num_channels: int = 3
+    latent_size: int = 512
+    dlatent_size: int = 512
+    mapping_layers: int = 8
+    mapping_fmaps: int = 512
+    mapping_lrmul: float = 0.01
+    normalize_latents: bool = True
+    fmap_base: int = 16384
+    fmap_decay: float = 1.0
+    fmap_min: int = 1
+    fmap_max: int = 512
+
+    def __post_init__(self):
+        r = self.resolution
+        if not (isinstance(r, int) and 4 <= r <= 2 ** 14 and r & (r - 1) == 0):
+            raise ValueError(f"StyleGAN2 resolution must be a power of two in [4, 16384], got {r}")
+        for name in ("num_channels", "latent_size", "dlatent_size", "mapping_layers",
+                     "mapping_fmaps", "fmap_base", "fmap_min", "fmap_max"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and 1 <= v <= 2 ** 20):
+                raise ValueError(f"StyleGAN2 {name} must be an integer in [1, 2^20], got {v!r}")
+        for name in ("mapping_lrmul", "fmap_decay"):
+            v = getattr(self, name)
+            if not (isinstance(v, float) and math.isfinite(v) and v > 0):
+                raise ValueError(f"StyleGAN2 {name} must be a finite positive float, got {v!r}")
+
+    @property
+    def resolution_log2(self) -> int:
+        return self.resolution.bit_length() - 1
+
+    @property
+    def num_layers(self) -> int:
+        """Style inputs of the synthesis network (w+ rows): 2·log2(R) − 2."""
+        return 2 * self.resolution_log2 - 2
+
+    def nf(self, stage: int) -> int:
+        """Feature maps at `stage`, exactly G_synthesis_stylegan2's nf()."""
+        return int(np.clip(int(self.fmap_base / (2.0 ** (stage * self.fmap_decay))),
+                           self.fmap_min, self.fmap_max))
+
+    def variable_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every variable of Gs, named as `Gs.vars` with NVIDIA ADA's component prefixes:
+        own ('lod', 'dlatent_avg'), 'mapping/...', 'synthesis/...' (stored layouts)."""
+        d, c = self.dlatent_size, self.num_channels
+        shapes = {"lod": (), "dlatent_avg": (d,)}
+        for i in range(self.mapping_layers):
+            fin = self.latent_size if i == 0 else self.mapping_fmaps
+            fout = d if i == self.mapping_layers - 1 else self.mapping_fmaps
+            shapes[f"mapping/Dense{i}/weight"] = (fin, fout)
+            shapes[f"mapping/Dense{i}/bias"] = (fout,)
+        for j in range(self.num_layers - 1):
+            r = 2 ** ((j + 5) // 2)
+            shapes[f"synthesis/noise{j}"] = (1, 1, r, r)
+        nf = self.nf
+        shapes["synthesis/4x4/Const/const"] = (1, nf(1), 4, 4)
+
+        def modconv(scope, k, fin, fout, noise):
+            shapes[f"synthesis/{scope}/weight"] = (k, k, fin, fout)
+            shapes[f"synthesis/{scope}/mod_weight"] = (d, fin)
+            shapes[f"synthesis/{scope}/mod_bias"] = (fin,)
+            if noise:
+                shapes[f"synthesis/{scope}/noise_strength"] = ()
+            shapes[f"synthesis/{scope}/bias"] = (fout,)
+
+        modconv("4x4/Conv", 3, nf(1), nf(1), True)
+        modconv("4x4/ToRGB", 1, nf(1), c, False)
+        for r in range(3, self.resolution_log2 + 1):
+            s = f"{2 ** r}x{2 ** r}"
+            modconv(f"{s}/Conv0_up", 3, nf(r - 2), nf(r - 1), True)
+            modconv(f"{s}/Conv1", 3, nf(r - 1), nf(r - 1), True)
+            modconv(f"{s}/ToRGB", 1, nf(r - 1), c, False)
+        return shapes
+
+
+# config-f as trained by NVlabs/stylegan2 (e.g. stylegan2-ffhq-config-f.pkl): all defaults.
+CONFIG_F_1024 = StyleGAN2Config()
+
+
+def _coef(fan_in: int, lrmul: float = 1.0) -> np.float32:
+    """TF's runtime_coef = he_std·lrmul (computed in float64) as the float32 it multiplies by."""
+    return np.float32(1.0 / np.sqrt(fan_in) * lrmul)
+
+
+def _lrelu(x):
+    """fused_bias_act 'lrelu' after the bias: leaky_relu(x, 0.2)·√2."""
+    return jnp.maximum(x * jnp.asarray(0.2, x.dtype), x) * jnp.asarray(_SQRT2, x.dtype)
+
+
+# ----------------------------------------------------------------------------- mapping
+
+def mapping(params, z, *, config: StyleGAN2Config):
+    """G_mapping: z [N, latent_size] -> w [N, dlatent_size] float32 (before the broadcast)."""
+    _check(z, (config.latent_size,), "latents z")
+    x = jnp.asarray(z, jnp.float32)
+    if config.normalize_latents:
+        x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=1, keepdims=True) + 1e-8)
+    lrmul = config.mapping_lrmul
+    for i in range(config.mapping_layers):
+        p = params["mapping"][f"Dense{i}"]
+        w = p["weight"] * _coef(p["weight"].shape[0], lrmul)
+        x = _lrelu(jnp.dot(x, w) + p["bias"] * np.float32(lrmul))
+    return x
+
+
+def broadcast(w, *, config: StyleGAN2Config):
+    """w [N, D] -> w+ [N, num_layers, D] (G_mapping's dlatent_broadcast)."""
+    return jnp.broadcast_to(w[:, None, :], (w.shape[0], config.num_layers, w.shape[1]))
+
+
+def truncate(wp, dlatent_avg, psi: float | None = 1.0, cutoff: int | None = None):
+    """G_main's truncation trick on w+ [N, L, D]: rows l < cutoff (all if None) move to
+    avg + (w − avg)·psi; psi None or 1 leaves w+ untouched (as TF, which skips the op)."""
+    psi, cutoff = check_truncation(psi, cutoff)
+    if psi is None or psi == 1:
+        return wp
+    layer_psi = np.ones((1, wp.shape[1], 1), np.float32)
+    rows = slice(None) if cutoff is None else slice(0, cutoff)
+    layer_psi[:, rows] *= np.float32(psi)
+    avg = jnp.asarray(dlatent_avg, jnp.float32)
+    return avg + (wp - avg) * layer_psi
+
+
+def check_truncation(psi, cutoff):
+    """Validate truncation_psi (finite number or None) and truncation_cutoff (int >= 0 or None)."""
+    if psi is not None:
+        if isinstance(psi, bool) or not isinstance(psi, (int, float, np.floating, np.integer)) \
+                or not math.isfinite(float(psi)):
+            raise ValueError(f"truncation_psi must be a finite number or None, got {psi!r}")
+        psi = float(psi)
+    if cutoff is not None:
+        if isinstance(cutoff, bool) or not isinstance(cutoff, (int, np.integer)) or cutoff < 0:
+            raise ValueError(f"truncation_cutoff must be an integer >= 0 or None, got {cutoff!r}")
+        cutoff = int(cutoff)
+    return psi, cutoff
+
+
+# ----------------------------------------------------------------------------- synthesis ops
+
+def upfirdn2d(x, kernel, up: int, pad0: int, pad1: int):
+    """upfirdn_2d on NHWC, per channel: zero-stuff by `up`, pad (pad0, pad1), true 2-D
+    convolution with `kernel` (VALID). Pads are >= 0 here."""
+    c = x.shape[-1]
+    k = np.asarray(kernel, np.float32)[::-1, ::-1]          # convolution = correlation, flipped
+    rhs = jnp.asarray(np.tile(k[:, :, None, None], (1, 1, 1, c)), x.dtype)
+    # lhs_dilation leaves (up−1) zeros between samples but none after the last: pad those too
+    pad = ((pad0, pad1 + up - 1),) * 2
+    return jax.lax.conv_general_dilated(x, rhs, (1, 1), pad, lhs_dilation=(up, up),
+                                        dimension_numbers=_DN, feature_group_count=c,
+                                        precision=_HIGHEST)
+
+
+def _fir_kernel() -> np.ndarray:
+    """4K: outer([1,3,3,1])/64 × 4 (upsample_2d's gain factor²)."""
+    return np.outer(_FIR_1D, _FIR_1D)
+
+
+def upsample_2d(y):
+    """upsample_2d(y, k=[1,3,3,1]): upfirdn2d(up 2, 4K, pad (2, 1)); [N,H,W,C] -> [N,2H,2W,C]."""
+    return upfirdn2d(y, _fir_kernel(), 2, 2, 1)
+
+
+def _conv(x, w, padding, out_dtype=None):
+    return jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_DN,
+                                        preferred_element_type=out_dtype)
+
+
+# per axis: even outputs read C rows (1, 3, 5), odd outputs rows (0, 2, 4), on input rows
+# (i−1, i, i+1); C = W * k_axis (full convolution, length 6): T[a, j, s] = k_axis[row − s]
+def _phase_taps() -> np.ndarray:
+    t = np.zeros((2, 3, 3), np.float32)
+    for a, rows in enumerate(((1, 3, 5), (0, 2, 4))):
+        for j, m in enumerate(rows):
+            for s in range(3):
+                if 0 <= m - s < 4:
+                    t[a, j, s] = _FIR_1D[m - s]
+    return t
+
+
+_PHASE_TAPS = _phase_taps()
+
+
+def subpixel_kernel(w):
+    """3×3 HWIO (or [N,3,3,I,O] per-sample) kernel of Conv0_up -> the [3,3,I,4·O] kernel of
+    its 4 output phases; output channel block (a, b) gives out[2i+a, 2j+b]."""
+    t = jnp.asarray(_PHASE_TAPS, w.dtype)
+    k = jnp.einsum("ajs,blt,...stio->...jliabo", t, t, w, precision=_HIGHEST)
+    return k.reshape(*k.shape[:-3], 4 * w.shape[-1])
+
+
+def interleave_phases(y, o: int):
+    """[N, H, W, 4·O] (blocks (a, b)) -> [N, 2H, 2W, O] with out[2i+a, 2j+b] = block (a, b)."""
+    n, h, w_, _ = y.shape
+    y = y.reshape(n, h, w_, 2, 2, o).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(n, 2 * h, 2 * w_, o)
+
+
+def _conv_any(x, w, up: bool, upsample: str, dtype, out_dtype):
+    """k×k SAME correlation of x with the float32 HWIO kernel w, or (up) Conv0_up's
+    upsampling conv in the chosen form; w is cast to `dtype` after any kernel algebra."""
+    k = w.shape[0]
+    if not up:
+        return _conv(x, w.astype(dtype), ((k // 2, k // 2),) * 2, out_dtype)
+    if upsample == "faithful":
+        u = upfirdn2d(x, _fir_kernel(), 2, 3, 2)
+        return _conv(u, w.astype(dtype), ((0, 0), (0, 0)), out_dtype)
+    y = _conv(x, subpixel_kernel(w).astype(dtype), ((1, 1), (1, 1)), out_dtype)
+    return interleave_phases(y, w.shape[-1])
+
+
+def styles(p, w_l, dlatent_size: int):
+    """Per-layer style s = w_l @ (A/√D) + a + 1, [N, I] float32 (modulated_conv2d_layer)."""
+    return jnp.dot(w_l, p["mod_weight"] * _coef(dlatent_size)) + p["mod_bias"] + 1.0
+
+
+def modulated_conv(x, w_l, p, *, demodulate: bool, up: bool = False, dlatent_size: int,
+                   modulation: str = "weights", upsample: str = "faithful", dtype=jnp.float32):
+    """modulated_conv2d_layer on NHWC x (compute `dtype`) -> float32 [N, H', W', O]."""
+    wt = p["weight"]
+    k, _, cin, _ = wt.shape
+    wt = wt * _coef(k * k * cin)
+    s = styles(p, w_l, dlatent_size)
+    x = x.astype(dtype)
+    if modulation == "weights":    # TF's fused_modconv=True: one kernel per sample
+        ww = wt[None] * s[:, None, None, :, None]
+        if demodulate:
+            d = jax.lax.rsqrt(jnp.sum(jnp.square(ww), axis=(1, 2, 3)) + 1e-8)
+            ww = ww * d[:, None, None, None, :]
+        one = lambda xi, wi: _conv_any(xi[None], wi, up, upsample, dtype, jnp.float32)[0]
+        return jax.vmap(one)(x, ww)
+    xs = (x.astype(jnp.float32) * s[:, None, None, :]).astype(dtype)
+    y = _conv_any(xs, wt, up, upsample, dtype, jnp.float32)
+    if demodulate:
+        sq = jnp.sum(jnp.square(wt), axis=(0, 1))                        # [I, O]
+        d = jax.lax.rsqrt(jnp.dot(jnp.square(s), sq, precision=_HIGHEST) + 1e-8)
+        y = y * d[:, None, None, :]
+    return y
+
+
+def noise_inputs(params, n: int, *, config: StyleGAN2Config, noise: str = "stored",
+                 key: jax.Array | None = None) -> list:
+    """The num_layers − 1 noise images, NHWC: stored [1, H, W, 1] (randomize_noise=False) or
+    fresh N(0, 1) [n, H, W, 1] per sample and layer from `key` (randomize_noise=True)."""
+    if noise not in NOISE_MODES:
+        raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
+    sp = params["synthesis"]
+    count = config.num_layers - 1
+    if noise == "stored":
+        return [jnp.transpose(sp[f"noise{j}"], (0, 2, 3, 1)) for j in range(count)]
+    if key is None:
+        raise ValueError("noise='random' needs an explicit PRNG key (key=jax.random.key(seed))")
+    keys = jax.random.split(key, count)
+    return [jax.random.normal(keys[j], (n, 2 ** ((j + 5) // 2), 2 ** ((j + 5) // 2), 1),
+                              jnp.float32) for j in range(count)]
+
+
+def synthesis(params, wp, *, config: StyleGAN2Config, noise: str = "stored",
+              key: jax.Array | None = None, dtype=jnp.float32, modulation: str = "weights",
+              upsample: str = "faithful"):
+    """G_synthesis_stylegan2 (skip): w+ [N, num_layers, D] -> images [N, R, R, C] float32 NHWC,
+    unclipped. noise: 'stored' (deterministic) or 'random' (needs `key`)."""
+    _check(wp, (config.num_layers, config.dlatent_size), "dlatents w+")
+    if modulation not in MODULATIONS:
+        raise ValueError(f"modulation must be one of {MODULATIONS}, got {modulation!r}")
+    if upsample not in UPSAMPLES:
+        raise ValueError(f"upsample must be one of {UPSAMPLES}, got {upsample!r}")
+    wp = jnp.asarray(wp, jnp.float32)
+    n, sp = wp.shape[0], params["synthesis"]
+    noises = noise_inputs(params, n, config=config, noise=noise, key=key)
+    opts = dict(dlatent_size=config.dlatent_size, modulation=modulation, upsample=upsample,
+                dtype=dtype)
+
+    def layer(x, idx, p, up=False):
+        y = modulated_conv(x, wp[:, idx], p, demodulate=True, up=up, **opts)
+        y = y + noises[idx] * p["noise_strength"]
+        return _lrelu(y + p["bias"]).astype(dtype)
+
+    def torgb(x, idx, p):
+        return modulated_conv(x, wp[:, idx], p, demodulate=False, **opts) + p["bias"]
+
+    const = jnp.transpose(sp["4x4"]["Const"]["const"], (0, 2, 3, 1))
+    x = jnp.broadcast_to(const, (n, *const.shape[1:])).astype(dtype)
+    x = layer(x, 0, sp["4x4"]["Conv"])
+    y = torgb(x, 1, sp["4x4"]["ToRGB"])
+    for r in range(3, config.resolution_log2 + 1):
+        blk = sp[f"{2 ** r}x{2 ** r}"]
+        x = layer(x, 2 * r - 5, blk["Conv0_up"], up=True)
+        x = layer(x, 2 * r - 4, blk["Conv1"])
+        y = upsample_2d(y) + torgb(x, 2 * r - 3, blk["ToRGB"])
+    return y
+
+
+def apply(params, z, *, config: StyleGAN2Config, truncation_psi: float | None = 1.0,
+          truncation_cutoff: int | None = None, noise: str = "stored",
+          key: jax.Array | None = None, dtype=jnp.float32, modulation: str = "weights",
+          upsample: str = "faithful"):
+    """G_main: z [N, latent_size] -> images [N, R, R, C] float32 NHWC, unclipped
+    (= Gs.run(z, None, truncation_psi, truncation_cutoff, randomize_noise=noise=='random'),
+    transposed to NHWC). Defaults are the faithful float32 path with psi 1 and stored noise."""
+    wp = truncate(broadcast(mapping(params, z, config=config), config=config),
+                  params["dlatent_avg"], truncation_psi, truncation_cutoff)
+    return synthesis(params, wp, config=config, noise=noise, key=key, dtype=dtype,
+                     modulation=modulation, upsample=upsample)
+
+
+FAST = dict(dtype=jnp.bfloat16, modulation="activations", upsample="subpixel")
+
+
+def apply_fast(params, z, **kwargs):
+    """`apply` on the fast path: bfloat16, modulation on the activations, sub-pixel Conv0_up."""
+    return apply(params, z, **{**kwargs, **FAST})
+
+
+def _check(a, trailing: tuple, what: str):
+    shape = getattr(a, "shape", None)
+    if shape is None or len(shape) != 1 + len(trailing) or tuple(shape[1:]) != trailing:
+        want = ", ".join(["N", *map(str, trailing)])
+        raise ValueError(f"StyleGAN2 {what} must have shape [{want}], got shape {shape}")
+
+
+# ----------------------------------------------------------------------------- parameters
+
+def params_from_variables(variables: dict, config: StyleGAN2Config):
+    """Flat {'dlatent_avg', 'lod', 'mapping/Dense0/weight', 'synthesis/4x4/Conv/weight', ...}
+    -> nested params (float32 jnp, stored layouts). Checks every name and shape against
+    `config.variable_shapes()`; 'lod' (unused by the skip synthesis) is checked, not kept."""
+    expected = config.variable_shapes()
+    missing = sorted(set(expected) - set(variables))
+    extra = sorted(set(variables) - set(expected))
+    if missing or extra:
+        raise ValueError(f"StyleGAN2 variables do not match G_main for {config}: missing "
+                         f"{missing[:8]}{'...' if len(missing) > 8 else ''}, unexpected "
+                         f"{extra[:8]}{'...' if len(extra) > 8 else ''}")
+    params: dict = {}
+    for name, shape in expected.items():
+        v = variables[name]
+        if tuple(np.shape(v)) != shape:
+            raise ValueError(f"StyleGAN2 variable {name} has shape {tuple(np.shape(v))}, "
+                             f"expected {shape} for {config}")
+        if name == "lod":
+            continue
+        node = params
+        *scopes, leaf = name.split("/")
+        for s in scopes:
+            node = node.setdefault(s, {})
+        node[leaf] = jnp.asarray(np.asarray(v, np.float32))
+    return params
+
+
+def random_params(key: jax.Array, config: StyleGAN2Config = CONFIG_F_1024):
+    """Random params as TF initialises them: weights N(0, 1/lrmul²) (mapping: std 100),
+    const and noise inputs N(0, 1); biases, mod_bias, noise_strength, dlatent_avg 0."""
+    shapes = sorted(config.variable_shapes().items())
+    drawn = [(n, s) for n, s in shapes
+             if n.endswith(("weight", "const")) or n.startswith("synthesis/noise")]
+    sizes = [int(np.prod(s)) for _, s in drawn]
+    flat = np.asarray(jax.random.normal(key, (sum(sizes),), jnp.float32))  # one small program
+    offsets = np.cumsum([0] + sizes)
+    variables = {n: np.zeros(s, np.float32) for n, s in shapes}
+    for (n, s), o, k in zip(drawn, offsets, sizes):
+        std = 1.0 / config.mapping_lrmul if n.startswith("mapping/") else 1.0
+        variables[n] = flat[o:o + k].reshape(s) * np.float32(std)
+    return params_from_variables(variables, config)
