@@ -1,0 +1,212 @@
+"""StyleGAN2 G_main port: parity with the official-layout fixtures (every variant of their npz),
+the exact rewrites, noise modes, the bf16 fast path, and the config-f 1024² network."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import PARITY_TOL, rel_error, stylegan2_fixtures_dir as fixtures_dir
+from tlgan_jax.models import stylegan2 as sg
+from tlgan_jax.readers.stylegan2_pickle import load_stylegan2_pickle
+from tlgan_jax.throughput import BF16_MAX_TOL, BF16_RMS_TOL
+
+FIXTURES = ("tiny32", "tiny64")
+# (psi, cutoff, dlatents key, images key)
+VARIANTS = [(1.0, None, "dlatents", "images_psi1"),
+            (0.7, None, "dlatents_psi0p7", "images_psi0p7"),
+            (0.7, 4, "dlatents_psi0p7_cutoff4", "images_psi0p7_cutoff4")]
+FORMS = [(m, u) for m in sg.MODULATIONS for u in sg.UPSAMPLES]
+
+
+@functools.lru_cache(maxsize=None)
+def load(name):
+    net = load_stylegan2_pickle(fixtures_dir() / f"{name}.pkl")
+    expected = dict(np.load(fixtures_dir() / f"{name}_expected.npz"))
+    return net.config, sg.params_from_variables(net.variables, net.config), expected
+
+
+def nchw(images):
+    return np.asarray(images).transpose(0, 3, 1, 2)
+
+
+def test_fixture_metadata():
+    for name in FIXTURES:
+        _, _, e = load(name)
+        assert float(e["truncation_psi"]) == np.float32(0.7) and int(e["truncation_cutoff"]) == 4
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_dlatents_parity(name):
+    cfg, params, e = load(name)
+    assert np.sqrt(np.mean(e["z"][0] ** 2)) > 5      # z[0] is scaled ×10: must not matter
+    with jax.default_matmul_precision("highest"):
+        w = jax.jit(functools.partial(sg.mapping, config=cfg))(params, e["z"])
+        wp = sg.broadcast(w, config=cfg)
+        for psi, cutoff, dkey, _ in VARIANTS:
+            out = sg.truncate(wp, params["dlatent_avg"], psi, cutoff)
+            assert out.shape == e[dkey].shape == (6, cfg.num_layers, cfg.dlatent_size)
+            assert rel_error(out, e[dkey]) <= PARITY_TOL, (dkey, rel_error(out, e[dkey]))
+    # only the cut-off variant has rows that differ
+    d = e["dlatents_psi0p7_cutoff4"]
+    assert not np.allclose(d[:, 3], d[:, 4]) and np.array_equal(d[:, 4], d[:, -1])
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+@pytest.mark.parametrize("modulation, upsample", FORMS)
+def test_images_parity_every_variant_and_form(name, modulation, upsample):
+    """Faithful (per-sample weights, upfirdn2d then VALID conv) and the exact rewrites."""
+    cfg, params, e = load(name)
+    synth = jax.jit(functools.partial(sg.synthesis, config=cfg, modulation=modulation,
+                                      upsample=upsample))
+    with jax.default_matmul_precision("highest"):
+        wp = sg.broadcast(jax.jit(functools.partial(sg.mapping, config=cfg))(params, e["z"]),
+                          config=cfg)
+        for psi, cutoff, _, ikey in VARIANTS:
+            out = synth(params, sg.truncate(wp, params["dlatent_avg"], psi, cutoff))
+            assert out.dtype == jnp.float32 and nchw(out).shape == e[ikey].shape
+            assert rel_error(nchw(out), e[ikey]) <= PARITY_TOL, (ikey, rel_error(nchw(out), e[ikey]))
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_apply_end_to_end(name):
+    cfg, params, e = load(name)
+    for psi, cutoff, _, ikey in VARIANTS[1:]:
+        f = jax.jit(functools.partial(sg.apply, config=cfg, truncation_psi=psi,
+                                      truncation_cutoff=cutoff))
+        with jax.default_matmul_precision("highest"):
+            assert rel_error(nchw(f(params, e["z"])), e[ikey]) <= PARITY_TOL
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_fast_path_bf16_within_bf16_tolerance(name):
+    cfg, params, e = load(name)
+    for psi, cutoff, _, ikey in VARIANTS:
+        out = nchw(jax.jit(functools.partial(sg.apply_fast, config=cfg, truncation_psi=psi,
+                                             truncation_cutoff=cutoff))(params, e["z"]))
+        ref = e[ikey]
+        rms = np.sqrt(np.mean((out - ref) ** 2) / np.mean(ref ** 2))
+        err = rel_error(out, ref)
+        assert out.dtype == np.float32
+        assert rms <= BF16_RMS_TOL and err <= BF16_MAX_TOL, (ikey, rms, err)
+        assert err > 1e-4   # it is really computed in bf16
+
+
+def test_typical_mistakes_are_caught_by_the_fixtures(monkeypatch):
+    """The parity tests can fail: a port without the unstored +1, or with nearest upsampling
+    of the skip images, is far outside the tolerance."""
+    cfg, params, e = load("tiny32")
+    no_plus_one = jax.tree_util.tree_map(lambda x: x, params)
+    for blk in no_plus_one["synthesis"].values():
+        for p in (blk.values() if isinstance(blk, dict) else ()):
+            if "mod_bias" in p:
+                p["mod_bias"] = p["mod_bias"] - 1.0
+    f = jax.jit(functools.partial(sg.apply, config=cfg))
+    assert rel_error(nchw(f(no_plus_one, e["z"])), e["images_psi1"]) > 0.1
+    monkeypatch.setattr(sg, "upsample_2d", lambda y: jnp.repeat(jnp.repeat(y, 2, 1), 2, 2))
+    out = nchw(jax.jit(functools.partial(sg.apply, config=cfg))(params, e["z"]))
+    assert rel_error(out, e["images_psi1"]) > 0.1
+
+
+def _upfirdn2d_reference(x, k, up, pad0, pad1):
+    """float64 loops: zero-stuff, pad, true convolution (VALID), per channel; x [H, W]."""
+    h, w = x.shape
+    z = np.zeros((h * up, w * up))
+    z[::up, ::up] = x
+    z = np.pad(z, ((pad0, pad1), (pad0, pad1)))
+    kh, kw = k.shape
+    out = np.zeros((z.shape[0] - kh + 1, z.shape[1] - kw + 1))
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = np.sum(z[i:i + kh, j:j + kw] * k[::-1, ::-1])
+    return out
+
+
+def test_upfirdn2d_and_upsample_conv_forms():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5, 6, 3)).astype(np.float32)
+    k = rng.standard_normal((4, 4))      # asymmetric: checks the flip
+    with jax.default_matmul_precision("highest"):
+        ours = np.asarray(sg.upfirdn2d(jnp.asarray(x), k, 2, 2, 1))
+    ref = np.stack([np.stack([_upfirdn2d_reference(x[n, :, :, c], k, 2, 2, 1)
+                              for c in range(3)], -1) for n in range(2)])
+    assert ours.shape == ref.shape == (2, 10, 12, 3) and rel_error(ours, ref) <= 1e-6
+    # Conv0_up as TF computes it: conv2d_transpose(stride 2, VALID) with the flipped kernel,
+    # i.e. out[2i+a, 2j+b] += x[i, j]·W[2−a, 2−b] (size 2H+1), then upfirdn2d(4K, pad (1, 1))
+    w = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    n, h, wd, _ = x.shape
+    t = np.zeros((n, 2 * h + 1, 2 * wd + 1, 4))
+    for a in range(3):
+        for b in range(3):
+            t[:, a:a + 2 * h:2, b:b + 2 * wd:2] += np.einsum("nhwi,io->nhwo", x, w[2 - a, 2 - b])
+    k4 = np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64 * 4
+    tf_form = np.stack([np.stack([_upfirdn2d_reference(t[i, :, :, c], k4, 1, 1, 1)
+                                  for c in range(4)], -1) for i in range(n)])
+    with jax.default_matmul_precision("highest"):
+        for form in sg.UPSAMPLES:
+            ours = np.asarray(sg._conv_any(jnp.asarray(x), jnp.asarray(w), True, form,
+                                           jnp.float32, jnp.float32))
+            assert ours.shape == tf_form.shape == (2, 10, 12, 4)
+            assert rel_error(ours, tf_form) <= 1e-6, form
+
+
+def test_noise_modes():
+    cfg, params, e = load("tiny32")
+    z = e["z"][:2]
+    f = jax.jit(functools.partial(sg.apply, config=cfg, noise="random"))
+    stored = np.asarray(jax.jit(functools.partial(sg.apply, config=cfg))(params, z))
+    a, b = np.asarray(f(params, z, key=jax.random.key(1))), np.asarray(f(params, z, key=jax.random.key(1)))
+    c = np.asarray(f(params, z, key=jax.random.key(2)))
+    assert np.array_equal(a, b) and not np.allclose(a, c, atol=1e-3)
+    assert not np.allclose(a, stored, atol=1e-3)
+    # fresh noise per sample: the same z twice gives two images
+    twice = np.asarray(f(params, np.stack([z[0], z[0]]), key=jax.random.key(1)))
+    assert not np.allclose(twice[0], twice[1], atol=1e-3)
+    # wiring: the random draws of a batch of one, stored as the noise inputs, give the same image
+    noises = sg.noise_inputs(params, 1, config=cfg, noise="random", key=jax.random.key(3))
+    swapped = jax.tree_util.tree_map(lambda x: x, params)
+    for j, nz in enumerate(noises):
+        swapped["synthesis"][f"noise{j}"] = jnp.transpose(nz, (0, 3, 1, 2))
+    with jax.default_matmul_precision("highest"):
+        r = f(params, z[:1], key=jax.random.key(3))
+        s = jax.jit(functools.partial(sg.apply, config=cfg))(swapped, z[:1])
+    assert rel_error(r, s) <= 1e-6
+    with pytest.raises(ValueError, match="noise='random' needs an explicit PRNG key"):
+        sg.apply(params, z, config=cfg, noise="random")
+    with pytest.raises(ValueError, match="noise must be one of"):
+        sg.apply(params, z, config=cfg, noise="none")
+
+
+def test_bad_inputs():
+    cfg, params, e = load("tiny32")
+    with pytest.raises(ValueError, match=r"latents z must have shape \[N, 32\], got shape \(2, 31\)"):
+        sg.apply(params, jnp.zeros((2, 31)), config=cfg)
+    with pytest.raises(ValueError, match=r"dlatents w\+ must have shape \[N, 8, 32\]"):
+        sg.synthesis(params, jnp.zeros((2, 7, 32)), config=cfg)
+    with pytest.raises(ValueError, match="modulation must be one of"):
+        sg.synthesis(params, jnp.zeros((1, 8, 32)), config=cfg, modulation="fused")
+    with pytest.raises(ValueError, match="truncation_psi must be a finite number"):
+        sg.truncate(jnp.zeros((1, 8, 32)), params["dlatent_avg"], float("nan"))
+    with pytest.raises(ValueError, match="truncation_cutoff must be an integer >= 0"):
+        sg.truncate(jnp.zeros((1, 8, 32)), params["dlatent_avg"], 0.7, -1)
+    with pytest.raises(ValueError, match="power of two"):
+        sg.StyleGAN2Config(resolution=48)
+
+
+def test_config_f_1024_architecture_random_weights():
+    cfg = sg.CONFIG_F_1024
+    assert (cfg.num_layers, [cfg.nf(r - 1) for r in range(2, 11)]) == (
+        18, [512, 512, 512, 512, 512, 256, 128, 64, 32])
+    shapes = cfg.variable_shapes()
+    trainable = sum(int(np.prod(s)) for n, s in shapes.items()
+                    if not n.startswith("synthesis/noise") and n not in ("lod", "dlatent_avg"))
+    assert trainable == 30_370_060     # NVIDIA's printed summary of config-f G (Total params)
+    params = sg.random_params(jax.random.key(0), cfg)
+    assert float(jnp.std(params["mapping"]["Dense0"]["weight"])) == pytest.approx(100, rel=0.01)
+    z = jax.random.normal(jax.random.key(1), (1, 512))
+    f = jax.jit(functools.partial(sg.apply, config=cfg, modulation="activations",
+                                  upsample="subpixel"))
+    out = np.asarray(f(params, z))
+    assert out.shape == (1, 1024, 1024, 3) and out.dtype == np.float32
+    assert np.all(np.isfinite(out)) and out.std() > 1e-3
