@@ -210,3 +210,61 @@ def test_config_f_1024_architecture_random_weights():
     out = np.asarray(f(params, z))
     assert out.shape == (1, 1024, 1024, 3) and out.dtype == np.float32
     assert np.all(np.isfinite(out)) and out.std() > 1e-3
+
+
+# ----------------------------------------------------------------------------- by name
+
+def test_load_generator_by_name_psi1_stored_noise():
+    from tlgan_jax.generators import WSpace
+    from tlgan_jax.zoo import load_generator
+    _, _, e = load("tiny32")
+    path = fixtures_dir() / "tiny32.pkl"
+    gen = load_generator(f"stylegan2:{path}")
+    assert (gen.latent_dim, gen.resolution, gen.latent_prior) == (32, 32, "normal_pixelnorm")
+    assert gen.info["truncation_psi"] == 1.0 and gen.info["noise"] == "stored"
+    with jax.default_matmul_precision("highest"):
+        a, b = np.asarray(gen(e["z"])), np.asarray(gen(e["z"]))
+        assert np.array_equal(a, b)      # deterministic: stored noise
+        assert rel_error(nchw(a), e["images_psi1"]) <= PARITY_TOL
+        ws = gen.w_space
+        assert isinstance(ws, WSpace) and (ws.w_dim, ws.num_ws) == (32, 8)
+        w = jax.jit(ws.mapping)(gen.params, e["z"])
+        assert w.shape == (6, 32) and rel_error(w, e["dlatents"][:, 0]) <= PARITY_TOL
+        again = jax.jit(ws.synthesis)(gen.params, ws.broadcast(w))
+        assert rel_error(again, a) <= 1e-6
+
+
+def test_load_generator_truncation_options():
+    from tlgan_jax.zoo import load_generator
+    _, _, e = load("tiny64")
+    path = fixtures_dir() / "tiny64.pkl"
+    for psi, cutoff, dkey, ikey in VARIANTS[1:]:
+        gen = load_generator(f"stylegan2:{path}", truncation_psi=psi, truncation_cutoff=cutoff)
+        assert (gen.info["truncation_psi"], gen.info["truncation_cutoff"]) == (psi, cutoff)
+        with jax.default_matmul_precision("highest"):
+            assert rel_error(nchw(gen(e["z"])), e[ikey]) <= PARITY_TOL
+            # the synthesis stage truncates the untruncated w+ the same way
+            out = jax.jit(gen.w_space.synthesis)(gen.params, e["dlatents"])
+            assert rel_error(nchw(out), e[ikey]) <= PARITY_TOL
+    fast = load_generator(f"stylegan2:{path}", fast=True, truncation_psi=0.7)
+    assert fast.info["dtype"] == "bfloat16" and rel_error(nchw(fast(e["z"])), e["images_psi0p7"]) <= BF16_MAX_TOL
+
+
+def test_load_generator_errors(tmp_path):
+    from tlgan_jax.zoo import load_generator
+    missing = tmp_path / "nope.pkl"
+    with pytest.raises(FileNotFoundError, match=f"^{missing}: no such StyleGAN2 pickle"):
+        load_generator(f"stylegan2:{missing}")
+    with pytest.raises(OSError, match=f"^{tmp_path}: not a regular file"):
+        load_generator(f"stylegan2:{tmp_path}")
+    with pytest.raises(OSError, match="^/dev/zero: not a regular file"):
+        load_generator("stylegan2:/dev/zero")
+    path = fixtures_dir() / "tiny32.pkl"
+    with pytest.raises(ValueError, match=r"takes no option\(s\) \['psi'\]; it takes \['truncation_psi'"):
+        load_generator(f"stylegan2:{path}", psi=0.7)
+    with pytest.raises(ValueError, match="truncation_psi must be a finite number"):
+        load_generator(f"stylegan2:{path}", truncation_psi="0.7")
+    with pytest.raises(ValueError, match=r"'digiface64' takes no option\(s\) \['truncation_psi'\]"):
+        load_generator("digiface64", truncation_psi=0.7)
+    with pytest.raises(ValueError, match="'stylegan2:PATH.pkl' or 'stylegan2-1024'"):
+        load_generator("stylegan3:x.pkl")

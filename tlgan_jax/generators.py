@@ -18,11 +18,35 @@ LATENT_PRIORS = ("normal", "normal_pixelnorm")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class WSpace:
+    """A style-based generator split at its intermediate latent w (StyleGAN2):
+
+      mapping(params, z [N, latent_dim]) -> w [N, w_dim]
+      synthesis(params, w+ [N, num_ws, w_dim]) -> images, as the Generator's `apply`
+      apply(params, z) == synthesis(params, broadcast(mapping(params, z)))
+
+    Both pure and jittable. The generator's truncation (psi, cutoff about the average w)
+    belongs to `synthesis`, so w and w+ are the mapping's own outputs and an edited w is
+    rendered with the same truncation as the generator's images.
+    """
+    w_dim: int
+    num_ws: int
+    mapping: Callable[[Any, jax.Array], jax.Array]
+    synthesis: Callable[[Any, jax.Array], jax.Array]
+
+    def broadcast(self, w) -> jax.Array:
+        """w [N, w_dim] -> w+ [N, num_ws, w_dim] (every style input the same w)."""
+        return jnp.broadcast_to(w[:, None, :], (w.shape[0], self.num_ws, w.shape[-1]))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Generator:
     """A generator: `images = gen(z)` with z: [N, latent_dim] -> [N, R, R, 3] float32.
 
     latent_prior: "normal" (z ~ N(0, I), used as is) or "normal_pixelnorm" (z ~ N(0, I) but
     the network pixel-normalises it first, so only the direction of z matters; pg-GAN).
+    w_space: for style-based generators, the mapping z -> w and the synthesis w+ -> images
+    (see `WSpace`); None for generators with only z.
     """
     name: str
     latent_dim: int
@@ -31,6 +55,7 @@ class Generator:
     apply: Callable[[Any, jax.Array], jax.Array]
     latent_prior: str = "normal"
     info: dict = dataclasses.field(default_factory=dict)
+    w_space: WSpace | None = None     # style-based generators (StyleGAN2): mapping / synthesis
 
     def __post_init__(self):
         if self.latent_prior not in LATENT_PRIORS:

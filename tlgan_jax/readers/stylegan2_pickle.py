@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 
 import numpy as np
 
@@ -77,10 +78,31 @@ class StyleGAN2Network:
 
 
 def load_stylegan2_pickle(path: str | os.PathLike) -> StyleGAN2Network:
-    """Read Gs from NVIDIA's StyleGAN2 pickle at `path` (no TensorFlow, no code from the file)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    return parse_stylegan2_pickle(data, what=os.fspath(path))
+    """Read Gs from NVIDIA's StyleGAN2 pickle at `path` (no TensorFlow, no code from the file).
+    A missing, unreadable or non-regular file (a directory, /dev/zero) raises one OSError
+    naming it."""
+    path = os.fspath(path)
+    hint = "pass the path of an official StyleGAN2 pickle, e.g. stylegan2-ffhq-config-f.pkl"
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):   # before open: a FIFO would block
+            raise OSError(f"{path}: not a regular file; {hint}")
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such StyleGAN2 pickle; {hint}") from None
+    except OSError as e:
+        if e.args and str(e.args[0]).startswith(f"{path}: "):
+            raise
+        raise OSError(f"{path}: cannot open the StyleGAN2 pickle ({e.strerror or e}); "
+                      f"{hint}") from None
+    with f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(f"{path}: not a regular file; {hint}")
+        try:
+            data = f.read()
+        except OSError as e:
+            raise OSError(f"{path}: cannot read the StyleGAN2 pickle ({e.strerror or e}); "
+                          f"{hint}") from None
+    return parse_stylegan2_pickle(data, what=path)
 
 
 def parse_stylegan2_pickle(data: bytes, what: str = "StyleGAN2 pickle") -> StyleGAN2Network:
