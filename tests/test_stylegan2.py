@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import PARITY_TOL, rel_error, stylegan2_fixtures_dir as fixtures_dir
-from tlgan_jax.models import stylegan2 as sg
-from tlgan_jax.readers.stylegan2_pickle import load_stylegan2_pickle
-from tlgan_jax.throughput import BF16_MAX_TOL, BF16_RMS_TOL
+from tlgan_jax.bench.throughput import BF16_MAX_TOL, BF16_RMS_TOL
+from tlgan_jax.generators import WSpace, load_generator
+from tlgan_jax.generators import stylegan2 as sg
+from tlgan_jax.weights.stylegan2_pickle import load_stylegan2_pickle
 
 FIXTURES = ("tiny32", "tiny64")
 # (psi, cutoff, dlatents key, images key)
@@ -22,9 +23,8 @@ FORMS = [(m, u) for m in sg.MODULATIONS for u in sg.UPSAMPLES]
 
 @functools.lru_cache(maxsize=None)
 def load(name):
-    net = load_stylegan2_pickle(fixtures_dir() / f"{name}.pkl")
-    expected = dict(np.load(fixtures_dir() / f"{name}_expected.npz"))
-    return net.config, sg.params_from_variables(net.variables, net.config), expected
+    params, config = sg.from_network(load_stylegan2_pickle(fixtures_dir() / f"{name}.pkl"))
+    return config, params, dict(np.load(fixtures_dir() / f"{name}_expected.npz"))
 
 
 def nchw(images):
@@ -215,8 +215,6 @@ def test_config_f_1024_architecture_random_weights():
 # ----------------------------------------------------------------------------- by name
 
 def test_load_generator_by_name_psi1_stored_noise():
-    from tlgan_jax.generators import WSpace
-    from tlgan_jax.zoo import load_generator
     _, _, e = load("tiny32")
     path = fixtures_dir() / "tiny32.pkl"
     gen = load_generator(f"stylegan2:{path}")
@@ -235,7 +233,6 @@ def test_load_generator_by_name_psi1_stored_noise():
 
 
 def test_load_generator_truncation_options():
-    from tlgan_jax.zoo import load_generator
     _, _, e = load("tiny64")
     path = fixtures_dir() / "tiny64.pkl"
     for psi, cutoff, dkey, ikey in VARIANTS[1:]:
@@ -251,7 +248,6 @@ def test_load_generator_truncation_options():
 
 
 def test_load_generator_errors(tmp_path):
-    from tlgan_jax.zoo import load_generator
     missing = tmp_path / "nope.pkl"
     with pytest.raises(FileNotFoundError, match=f"^{missing}: no such StyleGAN2 pickle"):
         load_generator(f"stylegan2:{missing}")

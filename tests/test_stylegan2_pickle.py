@@ -9,11 +9,17 @@ import numpy as np
 import pytest
 
 from conftest import stylegan2_fixtures_dir as fixtures_dir
-from tlgan_jax.models.stylegan2 import CONFIG_F_1024, StyleGAN2Config
-from tlgan_jax.readers.safe_pickle import restricted_loads
-from tlgan_jax.readers.stylegan2_pickle import (_ALLOWED, CorruptPickleError, StyleGAN2PickleError,
-                                                UnsafePickleError, config_from_kwargs,
-                                                load_stylegan2_pickle, parse_stylegan2_pickle)
+from tlgan_jax.generators.stylegan2 import (CONFIG_F_1024, StyleGAN2Config, config_from_kwargs,
+                                            from_network)
+from tlgan_jax.weights.safe_pickle import restricted_loads
+from tlgan_jax.weights.stylegan2_pickle import (_ALLOWED, CorruptPickleError, StyleGAN2PickleError,
+                                                UnsafePickleError, load_stylegan2_pickle,
+                                                parse_stylegan2_pickle)
+
+
+def read(data, what="StyleGAN2 pickle"):
+    """What `load_generator` does with the bytes: structure, then config, names and shapes."""
+    return from_network(parse_stylegan2_pickle(data, what=what))
 
 
 @pytest.fixture
@@ -57,7 +63,7 @@ def fixture_states(name="tiny32"):
 
 def test_fixture_config_and_variables():
     net = load_stylegan2_pickle(fixtures_dir() / "tiny32.pkl")
-    c = net.config
+    _, c = from_network(net)
     assert net.name == "Gs" and net.version == 4
     assert (c.resolution, c.num_channels, c.latent_size, c.dlatent_size) == (32, 3, 32, 32)
     assert (c.mapping_layers, c.mapping_fmaps, c.fmap_base, c.fmap_max, c.num_layers) == (
@@ -81,8 +87,9 @@ def test_fixture_config_and_variables():
 def test_tiny64_with_fused_modconv_false_is_accepted():
     net = load_stylegan2_pickle(fixtures_dir() / "tiny64.pkl")
     assert net.static_kwargs["fused_modconv"] is False
-    assert (net.config.resolution, net.config.mapping_layers, net.config.fmap_max,
-            net.config.num_layers) == (64, 2, 32, 10)
+    assert net.synthesis_kwargs["fused_modconv"] is False
+    _, c = from_network(net)
+    assert (c.resolution, c.mapping_layers, c.fmap_max, c.num_layers) == (64, 2, 32, 10)
 
 
 def test_config_f_defaults_from_minimal_kwargs():
@@ -105,7 +112,7 @@ def test_roundtrip_through_the_official_layout(fake_dnnlib):
     assert b"numpy.core.multiarray" in (fixtures_dir() / "tiny32.pkl").read_bytes()
     assert b"dnnlib.tflib.network" in data and b"numpy._core.multiarray" in data
     again, orig = parse_stylegan2_pickle(data), load_stylegan2_pickle(fixtures_dir() / "tiny32.pkl")
-    assert again.config == orig.config
+    assert from_network(again)[1] == from_network(orig)[1]
     assert all(np.array_equal(again.variables[k], orig.variables[k]) for k in orig.variables)
 
 
@@ -116,7 +123,7 @@ def test_build_module_src_is_never_executed(fake_dnnlib, tmp_path):
     states[2]["build_module_src"] = code
     for comp in states[2]["components"].values():
         comp["build_module_src"] = code
-    assert parse_stylegan2_pickle(fake_dnnlib(states)).config.resolution == 32
+    assert read(fake_dnnlib(states))[1].resolution == 32
     assert not marker.exists()
 
 
@@ -273,7 +280,7 @@ def test_malformed_networks_are_refused_with_a_named_error(fake_dnnlib, change, 
     states = fixture_states()
     change(states[2])
     with pytest.raises(StyleGAN2PickleError, match=message):
-        parse_stylegan2_pickle(fake_dnnlib(states), what="x.pkl")
+        read(fake_dnnlib(states), what="x.pkl")
 
 
 def test_errors_name_the_file(tmp_path, fake_dnnlib):
@@ -282,11 +289,11 @@ def test_errors_name_the_file(tmp_path, fake_dnnlib):
     path = tmp_path / "resnet.pkl"
     path.write_bytes(fake_dnnlib(states))
     with pytest.raises(StyleGAN2PickleError, match=f"^{path}: architecture"):
-        load_stylegan2_pickle(path)
+        from_network(load_stylegan2_pickle(path))
 
 
 def test_ignored_runtime_kwargs_are_accepted(fake_dnnlib):
     states = fixture_states()
     _kw("all", randomize_noise=True, fused_modconv=True, structure="fixed")(states[2])
     _kw("Gs", truncation_psi=0.5, truncation_cutoff=8, style_mixing_prob=0.9)(states[2])
-    assert parse_stylegan2_pickle(fake_dnnlib(states)).config.resolution == 32
+    assert read(fake_dnnlib(states))[1].resolution == 32

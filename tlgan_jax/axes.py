@@ -356,3 +356,8 @@ def _to_json(x: Any, what: str) -> str:
         return json.dumps(jsonable(x), allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as e:
         raise ValueError(f"Axes.save: {what} is not JSON-serialisable: {e}") from None
+
+
+def load_axes(path: str | Path, latent_dim: int | None = None, **kwargs) -> Axes:
+    """`Axes.load`: an axes file written by `Axes.save` (e.g. WORKDIR/axes.npz of a run)."""
+    return Axes.load(path, latent_dim, **kwargs)

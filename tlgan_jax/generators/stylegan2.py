@@ -39,6 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tlgan_jax.generators.core import Generator, WSpace
+from tlgan_jax.weights.stylegan2_pickle import StyleGAN2Network, StyleGAN2PickleError, is_constant
+
 MODULATIONS = ("weights", "activations")
 UPSAMPLES = ("faithful", "subpixel")
 NOISE_MODES = ("stored", "random")
@@ -417,6 +420,124 @@ def random_params(key: jax.Array, config: StyleGAN2Config = CONFIG_F_1024):
     return params_from_variables(variables, config)
 
 
+# ----------------------------------------------------------------------------- from the pickle
+
+# G_main's own keyword arguments that do not reach the components. Truncation is the caller's
+# choice (Gs.run's arguments override these anyway); the rest act only while training.
+_G_MAIN_IGNORED = ("truncation_psi", "truncation_cutoff", "truncation_psi_val",
+                   "truncation_cutoff_val", "dlatent_avg_beta", "style_mixing_prob",
+                   "return_dlatents", "is_template_graph")
+_G_MAIN_FUNCS = {"mapping_func": "G_mapping", "synthesis_func": "G_synthesis_stylegan2"}
+_MUST_BE_FALSE = ("is_training", "is_validation")
+# G_mapping's and G_synthesis_stylegan2's keyword defaults (networks_stylegan2.py).
+_MAPPING_DEFAULTS = dict(latent_size=512, label_size=0, dlatent_size=512, dlatent_broadcast=None,
+                         mapping_layers=8, mapping_fmaps=512, mapping_lrmul=0.01,
+                         mapping_nonlinearity="lrelu", normalize_latents=True, dtype="float32")
+_SYNTHESIS_DEFAULTS = dict(dlatent_size=512, num_channels=3, resolution=1024, fmap_base=16 << 10,
+                           fmap_decay=1.0, fmap_min=1, fmap_max=512, architecture="skip",
+                           nonlinearity="lrelu", dtype="float32", resample_kernel=[1, 3, 3, 1])
+# accepted and ignored: how noise is drawn is a run-time choice; fused_modconv only reorders
+# float operations; structure is read by other synthesis functions only
+_SYNTHESIS_IGNORED = ("randomize_noise", "fused_modconv", "structure")
+_KNOWN = (set(_G_MAIN_IGNORED) | set(_G_MAIN_FUNCS) | set(_MUST_BE_FALSE) | set(_MAPPING_DEFAULTS)
+          | set(_SYNTHESIS_DEFAULTS) | set(_SYNTHESIS_IGNORED))
+
+
+def from_network(net: StyleGAN2Network) -> tuple[dict, StyleGAN2Config]:
+    """A loaded `StyleGAN2Network` (tlgan_jax.weights.stylegan2_pickle) -> (params, config).
+    Every variable name and shape is checked against the config (StyleGAN2PickleError naming
+    the file otherwise)."""
+    config = config_from_kwargs(net.static_kwargs, net.mapping_kwargs, net.synthesis_kwargs,
+                                net.what)
+    try:
+        return params_from_variables(net.variables, config), config
+    except ValueError as e:
+        raise StyleGAN2PickleError(f"{net.what}: {e}") from None
+
+
+def config_from_kwargs(gs_kwargs: dict, mapping_kwargs: dict, synthesis_kwargs: dict,
+                       what: str = "StyleGAN2 pickle") -> StyleGAN2Config:
+    """StyleGAN2Config from the static_kwargs of Gs and its components, as the official code
+    sees them: each component's own kwargs overridden by Gs's (G_main passes its **kwargs on
+    at run time), official defaults where absent. Every kwarg must be known: those that shape
+    the network are read and checked (label_size 0, architecture 'skip', lrelu, float32,
+    resample_kernel [1,3,3,1]), run-time/training ones ignored (truncation_*, randomize_noise,
+    fused_modconv, dlatent_avg_beta, style_mixing_prob, ...), anything else refused."""
+    for net, kw in (("Gs", gs_kwargs), ("mapping", mapping_kwargs),
+                    ("synthesis", synthesis_kwargs)):
+        unknown = sorted(set(kw) - _KNOWN)
+        if unknown:
+            raise StyleGAN2PickleError(f"{what}: unknown {net} static_kwargs {unknown}: not an "
+                                       f"official StyleGAN2 G_main network (or one whose extra "
+                                       f"settings this reader cannot honour)")
+    for key, func in _G_MAIN_FUNCS.items():
+        if key in gs_kwargs and not is_constant(gs_kwargs[key], func):
+            raise StyleGAN2PickleError(f"{what}: Gs {key}={gs_kwargs[key]!r}; only {func!r} "
+                                       f"is supported")
+    for key in _MUST_BE_FALSE:
+        for net, kw in (("Gs", gs_kwargs), ("mapping", mapping_kwargs),
+                        ("synthesis", synthesis_kwargs)):
+            if key in kw and not is_constant(kw[key], False):
+                raise StyleGAN2PickleError(f"{what}: {net} static_kwargs {key}={kw[key]!r}; "
+                                           f"only inference networks ({key}=False) are supported")
+    passed = {k: v for k, v in gs_kwargs.items()
+              if k not in _G_MAIN_IGNORED and k not in _G_MAIN_FUNCS}
+    m = {**_MAPPING_DEFAULTS, **mapping_kwargs, **passed}
+    s = {**_SYNTHESIS_DEFAULTS, "label_size": 0, **synthesis_kwargs, **passed}
+
+    def fail(msg):
+        raise StyleGAN2PickleError(f"{what}: {msg}")
+
+    def integer(kw, key):
+        v = kw[key]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            fail(f"static_kwargs {key}={v!r} is not an integer")
+        return int(v)
+
+    def real(kw, key):
+        v = kw[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            fail(f"static_kwargs {key}={v!r} is not a number")
+        return float(v)
+
+    if integer(m, "label_size") != 0 or integer(s, "label_size") != 0:
+        fail(f"conditional StyleGAN2 (label_size={m['label_size']!r}) is not supported; only "
+             f"unconditional networks (label_size 0, e.g. FFHQ) are")
+    if not is_constant(s["architecture"], "skip"):
+        fail(f"architecture {s['architecture']!r} is not supported; only 'skip' (configs e and "
+             f"f, all released StyleGAN2 networks) is")
+    for kw, key in ((m, "mapping_nonlinearity"), (s, "nonlinearity")):
+        if not is_constant(kw[key], "lrelu"):
+            fail(f"{key}={kw[key]!r} is not supported; only 'lrelu'")
+    for kw in (m, s):
+        if not is_constant(kw["dtype"], "float32"):
+            fail(f"dtype {kw['dtype']!r} is not supported; only 'float32'")
+    rk = s["resample_kernel"]
+    if not (isinstance(rk, (list, tuple)) and len(rk) == 4
+            and all(not isinstance(v, bool) and isinstance(v, (int, float)) for v in rk)
+            and [float(v) for v in rk] == [1.0, 3.0, 3.0, 1.0]):
+        fail(f"resample_kernel {rk!r} is not supported; only [1, 3, 3, 1]")
+    if not isinstance(m["normalize_latents"], bool):
+        fail(f"static_kwargs normalize_latents={m['normalize_latents']!r} is not a bool")
+    if integer(m, "dlatent_size") != integer(s, "dlatent_size"):
+        fail(f"mapping dlatent_size {m['dlatent_size']} != synthesis dlatent_size "
+             f"{s['dlatent_size']}")
+    try:
+        config = StyleGAN2Config(
+            resolution=integer(s, "resolution"), num_channels=integer(s, "num_channels"),
+            latent_size=integer(m, "latent_size"), dlatent_size=integer(s, "dlatent_size"),
+            mapping_layers=integer(m, "mapping_layers"), mapping_fmaps=integer(m, "mapping_fmaps"),
+            mapping_lrmul=real(m, "mapping_lrmul"), normalize_latents=m["normalize_latents"],
+            fmap_base=integer(s, "fmap_base"), fmap_decay=real(s, "fmap_decay"),
+            fmap_min=integer(s, "fmap_min"), fmap_max=integer(s, "fmap_max"))
+    except ValueError as e:
+        raise StyleGAN2PickleError(f"{what}: invalid G_main settings: {e}") from None
+    if m["dlatent_broadcast"] is not None and integer(m, "dlatent_broadcast") != config.num_layers:
+        fail(f"mapping dlatent_broadcast {m['dlatent_broadcast']} != the synthesis network's "
+             f"{config.num_layers} style inputs")
+    return config
+
+
 def as_generator(params, config: StyleGAN2Config, *, truncation_psi: float | None = 1.0,
                  truncation_cutoff: int | None = None, dtype=jnp.float32,
                  modulation: str = "activations", upsample: str = "subpixel",
@@ -428,7 +549,6 @@ def as_generator(params, config: StyleGAN2Config, *, truncation_psi: float | Non
     the per-sample-weight form (parity ≤ 1e-5 on the fixtures). GPU throughput:
     dtype=jnp.bfloat16 (the fast path).
     """
-    from tlgan_jax.generators import Generator, WSpace
     if modulation not in MODULATIONS:
         raise ValueError(f"modulation must be one of {MODULATIONS}, got {modulation!r}")
     if upsample not in UPSAMPLES:

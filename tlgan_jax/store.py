@@ -10,6 +10,7 @@ Reopening a directory with a different configuration is an error (nothing is ove
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -21,6 +22,19 @@ MANIFEST = "manifest.json"
 _RUN_KEYS = ("generator", "latent_dim", "generator_dtype", "extractors", "attributes", "seed",
              "num", "shard_size")
 _LATER_KEYS = ("generator_dtype",)   # absent from manifests written before it was recorded
+
+
+@dataclasses.dataclass(frozen=True)
+class Samples:
+    """Latent/label pairs: z [N, d] float32, y [N, k] float32, one column per attribute."""
+    z: np.ndarray
+    y: np.ndarray
+    names: tuple[str, ...]
+    binary: tuple[bool, ...]
+    metadata: dict
+
+    def column(self, name: str) -> np.ndarray:
+        return self.y[:, self.names.index(name)]
 
 
 class ShardStoreError(RuntimeError):
@@ -105,7 +119,7 @@ class ShardStore:
         import jax
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
-            multihost_utils.sync_global_devices("tlgan_jax.shards.finish")
+            multihost_utils.sync_global_devices("tlgan_jax.store.finish")
         if jax.process_index() == 0:
             n = self.meta["num_shards"]
             missing = [i for i in range(n) if not self.path(i).exists()]
@@ -116,7 +130,7 @@ class ShardStore:
             _atomic_write_bytes(self.root / MANIFEST, json.dumps(manifest, indent=1).encode())
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
-            multihost_utils.sync_global_devices("tlgan_jax.shards.finished")
+            multihost_utils.sync_global_devices("tlgan_jax.store.finished")
 
     def load_all(self) -> tuple[np.ndarray, np.ndarray]:
         parts = [self._read(i) for i in range(self.meta["num_shards"])]
@@ -124,8 +138,7 @@ class ShardStore:
 
 
 def load_samples(root: str | Path):
-    """Samples of a finished run directory (see `sampling.Samples`)."""
-    from tlgan_jax.sampling import Samples
+    """Samples of a finished run directory."""
     root = Path(root)
     path = root / MANIFEST
     if not path.exists():
