@@ -126,10 +126,10 @@ def _upfirdn2d_reference(x, k, up, pad0, pad1):
 def test_upfirdn2d_and_upsample_conv_forms():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 5, 6, 3)).astype(np.float32)
-    k = rng.standard_normal((4, 4))      # asymmetric: checks the flip
+    k = rng.standard_normal(4)      # asymmetric: checks the flip
     with jax.default_matmul_precision("highest"):
         ours = np.asarray(sg.upfirdn2d(jnp.asarray(x), k, 2, 2, 1))
-    ref = np.stack([np.stack([_upfirdn2d_reference(x[n, :, :, c], k, 2, 2, 1)
+    ref = np.stack([np.stack([_upfirdn2d_reference(x[n, :, :, c], np.outer(k, k), 2, 2, 1)
                               for c in range(3)], -1) for n in range(2)])
     assert ours.shape == ref.shape == (2, 10, 12, 3) and rel_error(ours, ref) <= 1e-6
     # Conv0_up as TF computes it: conv2d_transpose(stride 2, VALID) with the flipped kernel,
@@ -154,8 +154,9 @@ def test_upfirdn2d_and_upsample_conv_forms():
 def test_noise_modes():
     cfg, params, e = load("tiny32")
     z = e["z"][:2]
-    f = jax.jit(functools.partial(sg.apply, config=cfg, noise="random"))
-    stored = np.asarray(jax.jit(functools.partial(sg.apply, config=cfg))(params, z))
+    forms = dict(config=cfg, modulation="activations", upsample="transposed")
+    f = jax.jit(functools.partial(sg.apply, noise="random", **forms))
+    stored = np.asarray(jax.jit(functools.partial(sg.apply, **forms))(params, z))
     a, b = np.asarray(f(params, z, key=jax.random.key(1))), np.asarray(f(params, z, key=jax.random.key(1)))
     c = np.asarray(f(params, z, key=jax.random.key(2)))
     assert np.array_equal(a, b) and not np.allclose(a, c, atol=1e-3)
@@ -170,7 +171,7 @@ def test_noise_modes():
         swapped["synthesis"][f"noise{j}"] = jnp.transpose(nz, (0, 3, 1, 2))
     with jax.default_matmul_precision("highest"):
         r = f(params, z[:1], key=jax.random.key(3))
-        s = jax.jit(functools.partial(sg.apply, config=cfg))(swapped, z[:1])
+        s = jax.jit(functools.partial(sg.apply, **forms))(swapped, z[:1])
     assert rel_error(r, s) <= 1e-6
     with pytest.raises(ValueError, match="noise='random' needs an explicit PRNG key"):
         sg.apply(params, z, config=cfg, noise="random")
@@ -206,7 +207,7 @@ def test_config_f_1024_architecture_random_weights():
     assert float(jnp.std(params["mapping"]["Dense0"]["weight"])) == pytest.approx(100, rel=0.01)
     z = jax.random.normal(jax.random.key(1), (1, 512))
     f = jax.jit(functools.partial(sg.apply, config=cfg, modulation="activations",
-                                  upsample="subpixel"))
+                                  upsample="transposed"))
     out = np.asarray(f(params, z))
     assert out.shape == (1, 1024, 1024, 3) and out.dtype == np.float32
     assert np.all(np.isfinite(out)) and out.std() > 1e-3
@@ -264,3 +265,27 @@ def test_load_generator_errors(tmp_path):
         load_generator("digiface64", truncation_psi=0.7)
     with pytest.raises(ValueError, match="'stylegan2:PATH.pkl' or 'stylegan2-1024'"):
         load_generator("stylegan3:x.pkl")
+
+
+def _conv_macs(cfg, upsample):
+    """Multiply-adds of the convolutions per image: 3×3 layers and ToRGB at their resolution;
+    Conv0_up as 4 phases of 2×2 taps over the (R/2+1)² grid ('transposed') or 9·I·O per
+    output pixel ('subpixel')."""
+    nf, c, m = cfg.nf, cfg.num_channels, 9 * cfg.nf(1) ** 2 * 16 + cfg.nf(1) * cfg.num_channels * 16
+    for r in range(3, cfg.resolution_log2 + 1):
+        res, cin, cout = 2 ** r, nf(r - 2), nf(r - 1)
+        m += 16 * cin * cout * (res // 2 + 1) ** 2 if upsample == "transposed" else 9 * cin * cout * res * res
+        m += 9 * cout * cout * res * res + cout * c * res * res
+    return m
+
+
+def test_flops_per_image_from_xla_match_the_conv_count():
+    from tlgan_jax.bench.throughput import generator_flops_per_image
+    cfg, params, _ = load("tiny64")
+    for upsample in ("transposed", "subpixel"):
+        gen = sg.as_generator(params, cfg, upsample=upsample)
+        flops = generator_flops_per_image(gen, batch=2)
+        assert 0.85 <= flops / (2 * _conv_macs(cfg, upsample)) <= 1.15, (upsample, flops)
+    # at 1024² the phase-split transposed conv needs 2/3 of the sub-pixel form's work
+    f = sg.CONFIG_F_1024
+    assert _conv_macs(f, "transposed") / _conv_macs(f, "subpixel") == pytest.approx(0.654, abs=0.01)

@@ -54,10 +54,10 @@ def _pggan1024(fast: bool, seed: int = 0) -> Generator:
 
 
 def _stylegan2_kwargs(fast: bool, truncation_psi=1.0, truncation_cutoff=None) -> dict:
-    # float32: modulation on the activations and sub-pixel Conv0_up (exact rewrites, parity
-    # ≤ 1e-5 on the fixtures); fast adds bf16 compute (GPU)
+    # float32: modulation on the activations and Conv0_up as the phase-split transposed conv
+    # + FIR (exact rewrites, parity ≤ 1e-5 on the fixtures); fast adds bf16 compute (GPU)
     return {"dtype": jnp.bfloat16 if fast else jnp.float32, "modulation": "activations",
-            "upsample": "subpixel", "truncation_psi": truncation_psi,
+            "upsample": "transposed", "truncation_psi": truncation_psi,
             "truncation_cutoff": truncation_cutoff}
 
 

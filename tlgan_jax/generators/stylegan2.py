@@ -21,13 +21,18 @@ TF layouts and names):
 Style index of each layer: 4x4/Conv w[0], 4x4/ToRGB w[1]; at R = 2^r Conv0_up w[2r−5],
 Conv1 w[2r−4], ToRGB w[2r−3]. Noise input j has size 2^((j+5)//2).
 
-Exact rewrites (the fast path uses all three, in bfloat16):
+Exact rewrites (the fast path = bfloat16 + "activations" + "transposed"):
   modulation="activations": conv(x·s, W/√fan_in)·d with d = rsqrt(s² @ Σ_{kh,kw} W'² + 1e-8)
       instead of one conv per sample with its own weights (TF's fused_modconv=False form).
+  upsample="transposed": TF's own order, conv2d_transpose(stride 2) of the flipped W and then
+      the FIR on the O output channels; the transposed conv as its 4 output phases, one 2×2
+      conv with 4·O outputs over x padded by 1 (taps: even (W0, W2), odd (0, W1) per axis),
+      interleaved. 16·I·O MACs per input pixel (9 useful), no zero-stuffed tensor.
   upsample="subpixel": zero-stuff + 4×4 FIR + 3×3 correlation is a stride-2 transposed conv with
-      the 6×6 kernel C = W * K4; its 4 output phases (a, b) are 3×3 SAME correlations of x with
-      C[a'::2, b'::2] (rows a'=1 for even, 0 for odd outputs): one conv with 4·O outputs, then
-      the phases are interleaved. No upsampled tensor, no FIR pass, 9·I·O MACs per output pixel.
+      the 6×6 kernel C = W * K4; its 4 output phases are 3×3 SAME correlations of x with
+      C[a'::2, b'::2] (rows a'=1 for even, 0 for odd outputs): 36·I·O MACs per input pixel.
+  upsample="faithful" (the README's form): upfirdn2d(x, 4K, up 2, pad (3, 2)) on the I input
+      channels, then VALID 3×3 at 2H: 36·I·O MACs per input pixel plus the FIR.
 """
 from __future__ import annotations
 
@@ -43,7 +48,7 @@ from tlgan_jax.generators.core import Generator, WSpace
 from tlgan_jax.weights.stylegan2_pickle import StyleGAN2Network, StyleGAN2PickleError, is_constant
 
 MODULATIONS = ("weights", "activations")
-UPSAMPLES = ("faithful", "subpixel")
+UPSAMPLES = ("faithful", "subpixel", "transposed")
 NOISE_MODES = ("stored", "random")
 _DN = ("NHWC", "HWIO", "NHWC")
 _SQRT2 = float(np.float32(np.sqrt(2.0)))
@@ -194,22 +199,35 @@ def check_truncation(psi, cutoff):
 
 # ----------------------------------------------------------------------------- synthesis ops
 
-def upfirdn2d(x, kernel, up: int, pad0: int, pad1: int):
-    """upfirdn_2d on NHWC, per channel: zero-stuff by `up`, pad (pad0, pad1), true 2-D
-    convolution with `kernel` (VALID). Pads are >= 0 here."""
-    c = x.shape[-1]
-    k = np.asarray(kernel, np.float32)[::-1, ::-1]          # convolution = correlation, flipped
-    rhs = jnp.asarray(np.tile(k[:, :, None, None], (1, 1, 1, c)), x.dtype)
-    # lhs_dilation leaves (up−1) zeros between samples but none after the last: pad those too
-    pad = ((pad0, pad1 + up - 1),) * 2
-    return jax.lax.conv_general_dilated(x, rhs, (1, 1), pad, lhs_dilation=(up, up),
-                                        dimension_numbers=_DN, feature_group_count=c,
-                                        precision=_HIGHEST)
+def _upfirdn1d(x, k, up: int, pad0: int, pad1: int, axis: int):
+    """upfirdn along one axis: zero-stuff by `up`, pad, true convolution with the taps k."""
+    n = x.shape[axis]
+    if up > 1:   # samples at multiples of `up`, zeros after each
+        zeros = [jnp.zeros_like(x)] * (up - 1)
+        x = jnp.stack([x, *zeros], axis=axis + 1)
+        x = x.reshape(*x.shape[:axis], n * up, *x.shape[axis + 2:])
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (pad0, pad1)
+    x = jnp.pad(x, pad)
+    length = x.shape[axis] - len(k) + 1
+    taps = np.asarray(k, np.float64)[::-1]                 # convolution = correlation, flipped
+    out = None
+    for t, c in enumerate(taps):
+        term = jax.lax.slice_in_dim(x, t, t + length, axis=axis) * jnp.asarray(c, x.dtype)
+        out = term if out is None else out + term
+    return out
+
+
+def upfirdn2d(x, k, up: int, pad0: int, pad1: int):
+    """upfirdn_2d on NHWC with the separable kernel outer(k, k): per channel, zero-stuff by
+    `up`, pad (pad0, pad1), true 2-D convolution (VALID); done one axis at a time
+    (shifted multiply-adds: cheap on every backend). Pads are >= 0 here."""
+    return _upfirdn1d(_upfirdn1d(x, k, up, pad0, pad1, 1), k, up, pad0, pad1, 2)
 
 
 def _fir_kernel() -> np.ndarray:
-    """4K: outer([1,3,3,1])/64 × 4 (upsample_2d's gain factor²)."""
-    return np.outer(_FIR_1D, _FIR_1D)
+    """Per-axis taps of 4K = outer([1,3,3,1])/64 × 4 (upsample_2d's gain factor²): [1,3,3,1]/4."""
+    return _FIR_1D
 
 
 def upsample_2d(y):
@@ -245,6 +263,19 @@ def subpixel_kernel(w):
     return k.reshape(*k.shape[:-3], 4 * w.shape[-1])
 
 
+# conv2d_transpose(stride 2) of the flipped W: out[2m] = x[m−1]·W[0] + x[m]·W[2],
+# out[2m+1] = x[m]·W[1]; over x padded by 1 (rows m−1, m): even taps (W0, W2), odd (0, W1)
+_TRANSPOSED_TAPS = np.array([[[1, 0, 0], [0, 0, 1]], [[0, 0, 0], [0, 1, 0]]], np.float32)
+
+
+def transposed_kernel(w):
+    """3×3 HWIO kernel -> the [2,2,I,4·O] kernel of the 4 phases of TF's stride-2 transposed
+    conv with the flipped kernel (block (a, b) gives t[2m+a, 2n+b])."""
+    t = jnp.asarray(_TRANSPOSED_TAPS, w.dtype)
+    k = jnp.einsum("ajs,blt,stio->jliabo", t, t, w, precision=_HIGHEST)
+    return k.reshape(*k.shape[:-3], 4 * w.shape[-1])
+
+
 def interleave_phases(y, o: int):
     """[N, H, W, 4·O] (blocks (a, b)) -> [N, 2H, 2W, O] with out[2i+a, 2j+b] = block (a, b)."""
     n, h, w_, _ = y.shape
@@ -261,6 +292,11 @@ def _conv_any(x, w, up: bool, upsample: str, dtype, out_dtype):
     if upsample == "faithful":
         u = upfirdn2d(x, _fir_kernel(), 2, 3, 2)
         return _conv(u, w.astype(dtype), ((0, 0), (0, 0)), out_dtype)
+    if upsample == "transposed":
+        # TF's order: the stride-2 transposed conv (4 phases, 2×2 taps each, over x padded
+        # by 1) to the (2H+2)² grid, whose last row/column is 0, then the FIR on O channels
+        y = _conv(x, transposed_kernel(w).astype(dtype), ((1, 1), (1, 1)), out_dtype)
+        return upfirdn2d(interleave_phases(y, w.shape[-1]), _fir_kernel(), 1, 1, 0)
     y = _conv(x, subpixel_kernel(w).astype(dtype), ((1, 1), (1, 1)), out_dtype)
     return interleave_phases(y, w.shape[-1])
 
@@ -360,11 +396,12 @@ def apply(params, z, *, config: StyleGAN2Config, truncation_psi: float | None = 
                      modulation=modulation, upsample=upsample)
 
 
-FAST = dict(dtype=jnp.bfloat16, modulation="activations", upsample="subpixel")
+FAST = dict(dtype=jnp.bfloat16, modulation="activations", upsample="transposed")
 
 
 def apply_fast(params, z, **kwargs):
-    """`apply` on the fast path: bfloat16, modulation on the activations, sub-pixel Conv0_up."""
+    """`apply` on the fast path: bfloat16, modulation on the activations, Conv0_up as TF's
+    transposed conv (4 phases) then the FIR."""
     return apply(params, z, **{**kwargs, **FAST})
 
 
@@ -540,14 +577,14 @@ def config_from_kwargs(gs_kwargs: dict, mapping_kwargs: dict, synthesis_kwargs: 
 
 def as_generator(params, config: StyleGAN2Config, *, truncation_psi: float | None = 1.0,
                  truncation_cutoff: int | None = None, dtype=jnp.float32,
-                 modulation: str = "activations", upsample: str = "subpixel",
+                 modulation: str = "activations", upsample: str = "transposed",
                  name: str = "stylegan2"):
     """Wrap as a `tlgan_jax.generators.Generator` with its `WSpace` (stored noise: gen(z) is
     deterministic). The truncation is part of the synthesis stage.
 
-    Default forms: modulation on the activations and sub-pixel Conv0_up, exact rewrites of
-    the per-sample-weight form (parity ≤ 1e-5 on the fixtures). GPU throughput:
-    dtype=jnp.bfloat16 (the fast path).
+    Default forms: modulation on the activations and Conv0_up as TF's phase-split transposed
+    conv + FIR, exact rewrites of the per-sample-weight form (parity ≤ 1e-5 on the fixtures).
+    GPU throughput: dtype=jnp.bfloat16 (the fast path).
     """
     if modulation not in MODULATIONS:
         raise ValueError(f"modulation must be one of {MODULATIONS}, got {modulation!r}")
