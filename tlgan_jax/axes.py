@@ -209,8 +209,23 @@ class Axes:
             raise ValueError(f"axes were fitted for latent size {self.latent_dim} but generator "
                              f"{generator} has latent size {int(latent_dim)}{extra}")
 
+    @property
+    def latent_space(self) -> str:
+        """The space the directions live in: metadata 'latent_space' ('z' when absent)."""
+        return str(self.metadata.get("latent_space", "z"))
+
     def check_generator(self, gen) -> None:
-        """`check_latent_dim` for a tlgan_jax Generator (uses gen.latent_dim and gen.name)."""
+        """Raise ValueError unless these axes fit `gen` (a tlgan_jax Generator, possibly a
+        w / w+ view): the same latent space (applying W axes to z, or z axes to w, is refused:
+        the spaces differ even where their sizes agree) and latent size."""
+        space = getattr(gen, "latent_space", "z")
+        if self.latent_space != space:
+            offers = getattr(gen, "spaces", lambda: ("z",))()
+            hint = (f"use gen.in_space({self.latent_space!r}) and latents from "
+                    f"gen.encode(z, {self.latent_space!r})" if self.latent_space in offers
+                    else f"generator {gen.name} has no {self.latent_space} space")
+            raise ValueError(f"axes are in {self.latent_space} space but generator {gen.name} "
+                             f"takes {space} latents; {hint}")
         self.check_latent_dim(gen.latent_dim, gen.name)
 
     # --- disentangling ------------------------------------------------------------------
