@@ -178,3 +178,22 @@ def test_tiny32_stylegan2_job_in_w_and_the_traverse_cli(tmp_path):
                          capture_output=True, text=True, timeout=600,
                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert bad.returncode != 0 and "--layers must be START:STOP" in bad.stderr
+
+
+def test_editor_serves_w_axes(tmp_path):
+    """The editor built on W axes of the tiny32 StyleGAN2 works on w latents."""
+    from tlgan_jax.serve.launch import build_editor
+    pkl = stylegan2_fixtures_dir() / "tiny32.pkl"
+    gen = load_generator(f"stylegan2:{pkl}")
+    v = np.random.default_rng(0).standard_normal((32, 1))
+    Axes.from_vectors(v, ("a",), metadata={"latent_space": "w", "generator": gen.name,
+                                            "extractors": []}).save(tmp_path / "axes.npz")
+    editor = build_editor(str(tmp_path / "axes.npz"), extractors=["gender"])
+    assert editor.gen.latent_space == "w" and editor.gen.latent_dim == 32
+    w, _ = editor.random_latent(3)
+    np.testing.assert_allclose(w, np.asarray(gen.encode(gen.sample_latents(
+        jax.random.key(3), 1), "w"))[0], rtol=1e-6)
+    out = editor.render(w, {"a": 1.5}, [])
+    np.testing.assert_allclose(out["z_edited"], np.asarray(w) + 1.5 * v[:, 0] / np.linalg.norm(v),
+                               atol=1e-5)
+    assert out["png"][:4] == b"\x89PNG" and "male" in out["scores"]
