@@ -197,3 +197,37 @@ def test_editor_serves_w_axes(tmp_path):
     np.testing.assert_allclose(out["z_edited"], np.asarray(w) + 1.5 * v[:, 0] / np.linalg.norm(v),
                                atol=1e-5)
     assert out["png"][:4] == b"\x89PNG" and "male" in out["scores"]
+
+
+def test_sefa_and_ganspace_baselines_in_w():
+    """SeFa on StyleGAN2's style weights and GANSpace's PCA of w, on the tiny32 fixture."""
+    from tlgan_jax.fit.unsupervised import (first_layer_weight, ganspace_directions,
+                                            first_layer_features, sefa_directions)
+    pkl = stylegan2_fixtures_dir() / "tiny32.pkl"
+    gen = load_generator(f"stylegan2:{pkl}")
+    gw = gen.in_space("w")
+    v = load_stylegan2_pickle(pkl).variables
+    names = ["4x4/Conv", "8x8/Conv0_up", "8x8/Conv1", "16x16/Conv0_up", "16x16/Conv1",
+             "32x32/Conv0_up", "32x32/Conv1", "32x32/ToRGB"]        # one per style input
+    a = np.concatenate([v[f"synthesis/{n}/mod_weight"] for n in names], 1).astype(np.float64)
+    a /= np.linalg.norm(a, axis=0)
+    values, vectors = np.linalg.eigh(a @ a.T)
+    ours, _ = sefa_directions(first_layer_weight(gw), 3)
+    for j in range(3):
+        assert abs(cos(ours[:, j], vectors[:, -1 - j])) >= 0.999
+    # GANSpace in W: the principal directions of w
+    w = np.asarray(gen.encode(gen.sample_latents(jax.random.key(5), 4000), "w"), np.float64)
+    _, _, vt = np.linalg.svd(w - w.mean(0), full_matrices=False)
+    dirs, _ = ganspace_directions(first_layer_features(gw), 32, jax.random.key(0), 2, 4000,
+                                  sample_latents=lambda k, n: gw.sample_latents(k, n))
+    assert abs(cos(dirs[:, 0], vt[0])) >= 0.99
+    # as registry methods, in W, through fit_axes_in
+    z = gen.sample_latents(jax.random.key(6), 256)
+    y = np.asarray(gen.encode(z, "w")) @ vectors[:, -1:]          # a score along SeFa's top
+    axes = fit_axes_in(gen, z, y, "w", method="sefa", generator=gw, names=("a",),
+                       key=jax.random.key(0))
+    assert axes.latent_space == "w" and abs(cos(axes["a"], vectors[:, -1])) >= 0.999
+    assert fit_axes_in(gen, z, y, "w", method="ganspace", generator=gw, names=("a",),
+                       key=jax.random.key(0), num_samples=1000).latent_dim == 32
+    with pytest.raises(ValueError, match="SeFa for StyleGAN2 is defined in z and W, not W"):
+        first_layer_weight(gen.in_space("w+"))
