@@ -12,6 +12,9 @@ the projection of n onto the orthogonal complement of span C: the same as a TL-G
 Files (`Axes.save`/`Axes.load`): `axes.npz` written with np.savez, read with
 allow_pickle=False: `directions` [d, k] float32, `names` [k] unicode, `method`, `format`, and
 `metadata` / `diagnostics` as JSON strings (non-finite numbers stored as null).
+The peer tools' files: InterFaceGAN boundaries (`.npy` [1, d], one per attribute) and TL-GAN's
+feature-direction pickle, read and written by `Axes.from_interfacegan` / `save_interfacegan`
+and `Axes.from_tlgan` / `save_tlgan` (tlgan_jax.weights.peer_axes).
 """
 from __future__ import annotations
 
@@ -25,6 +28,9 @@ from typing import Any, Iterable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from tlgan_jax.weights.peer_axes import (read_interfacegan_boundary, read_tlgan_directions,
+                                         write_interfacegan_boundary, write_tlgan_directions)
 
 FILE_FORMAT = "tlgan_jax.axes/1"
 _UNIT_TOL = 1e-3          # |‖n‖ − 1| allowed for stored directions
@@ -209,8 +215,23 @@ class Axes:
             raise ValueError(f"axes were fitted for latent size {self.latent_dim} but generator "
                              f"{generator} has latent size {int(latent_dim)}{extra}")
 
+    @property
+    def latent_space(self) -> str:
+        """The space the directions live in: metadata 'latent_space' ('z' when absent)."""
+        return str(self.metadata.get("latent_space", "z"))
+
     def check_generator(self, gen) -> None:
-        """`check_latent_dim` for a tlgan_jax Generator (uses gen.latent_dim and gen.name)."""
+        """Raise ValueError unless these axes fit `gen` (a tlgan_jax Generator, possibly a
+        w / w+ view): the same latent space (applying W axes to z, or z axes to w, is refused:
+        the spaces differ even where their sizes agree) and latent size."""
+        space = getattr(gen, "latent_space", "z")
+        if self.latent_space != space:
+            offers = getattr(gen, "spaces", lambda: ("z",))()
+            hint = (f"use gen.in_space({self.latent_space!r}) and latents from "
+                    f"gen.encode(z, {self.latent_space!r})" if self.latent_space in offers
+                    else f"generator {gen.name} has no {self.latent_space} space")
+            raise ValueError(f"axes are in {self.latent_space} space but generator {gen.name} "
+                             f"takes {space} latents; {hint}")
         self.check_latent_dim(gen.latent_dim, gen.name)
 
     # --- disentangling ------------------------------------------------------------------
@@ -330,9 +351,70 @@ class Axes:
             axes.check_latent_dim(latent_dim, generator)
         return axes
 
+    # --- the peer tools' files ---------------------------------------------------------
+    @classmethod
+    def from_interfacegan(cls, files, latent_space: str = "z") -> "Axes":
+        """Axes from InterFaceGAN boundary files (`.npy`, float32 [1, d], one attribute
+        each): `files` a {name: path} mapping, or paths named by their file name without
+        '_boundary.npy' (e.g. stylegan_ffhq_age_w_boundary.npy -> 'stylegan_ffhq_age_w').
+        latent_space: the space they were trained in ('z'; 'w' / 'w+' for InterFaceGAN's
+        StyleGAN 'w' / 'wp' boundaries, whose [num_layers, 512] rows are flattened as ours)."""
+        if isinstance(files, (str, Path)):
+            files = [files]
+        if not isinstance(files, dict):
+            files = {_boundary_name(p): p for p in files}
+        if not files:
+            raise ValueError("from_interfacegan: no boundary files given")
+        vectors = [read_interfacegan_boundary(p) for p in files.values()]
+        sizes = sorted({v.shape[0] for v in vectors})
+        if len(sizes) > 1:
+            raise ValueError(f"from_interfacegan: the boundaries have different sizes {sizes}")
+        return cls.from_vectors(np.stack(vectors, 1), tuple(files), method="interfacegan",
+                                metadata={"latent_space": latent_space, "source": "interfacegan",
+                                          "files": [str(p) for p in files.values()]})
+
+    def save_interfacegan(self, directory: str | Path, prefix: str = "") -> list[Path]:
+        """One InterFaceGAN boundary file per axis: DIR/{prefix}{name}_boundary.npy, float32
+        [1, d] (np.save, as InterFaceGAN's train_boundary output). Returns the paths."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        safe = ["".join(c if c.isalnum() or c in "-_." else "_" for c in n) for n in self.names]
+        if len(set(safe)) != len(safe):
+            raise ValueError(f"save_interfacegan: names {list(self.names)} collide as file names")
+        return [write_interfacegan_boundary(directory / f"{prefix}{s}_boundary.npy", self[n])
+                for n, s in zip(self.names, safe)]
+
+    @classmethod
+    def from_tlgan(cls, path: str | Path) -> "Axes":
+        """Axes from TL-GAN's feature_direction_*.pkl ({'direction': [d, k], 'name': [k]};
+        read through an allow-list of NumPy globals only). TL-GAN's axes live in z."""
+        directions, names = read_tlgan_directions(path)
+        try:
+            return cls.from_vectors(directions, tuple(names), method="tlgan",
+                                    metadata={"latent_space": "z", "source": "tlgan",
+                                              "files": [str(path)]})
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    def save_tlgan(self, path: str | Path) -> Path:
+        """Write TL-GAN's feature_direction pickle ({'direction': [d, k] float64, 'name':
+        [k]}, readable by TL-GAN's own scripts with any NumPy). z axes only: TL-GAN has no
+        other space."""
+        if self.latent_space != "z":
+            raise ValueError(f"save_tlgan: TL-GAN's directions live in z; these axes are in "
+                             f"{self.latent_space} (use save_interfacegan or save)")
+        return write_tlgan_directions(path, np.asarray(self.directions), self.names)
+
     def __repr__(self) -> str:
         return (f"Axes(latent_dim={self.latent_dim}, names={list(self.names)}, "
                 f"method={self.method!r})")
+
+
+def _boundary_name(path) -> str:
+    name = Path(path).name
+    for suffix in (".npy", "_boundary"):
+        name = name[:-len(suffix)] if name.endswith(suffix) else name
+    return name
 
 
 def jsonable(x: Any) -> Any:

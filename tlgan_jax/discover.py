@@ -25,7 +25,7 @@ import numpy as np
 from tlgan_jax.axes import Axes, jsonable
 from tlgan_jax.editing import render_traversal
 from tlgan_jax.editing import edit_report, judges_for
-from tlgan_jax.fit import fit_axes, method_targets
+from tlgan_jax.fit import fit_axes_in, method_targets
 from tlgan_jax.generators import Generator
 from tlgan_jax.plots import image_grid, save_png
 from tlgan_jax.sampling import Sampler
@@ -44,6 +44,7 @@ class DiscoverConfig:
     traversal_faces: int = 6
     traversal_steps: tuple[float, ...] = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
     progress: bool = True
+    latent_space: str = "z"          # z, or w / w+ for style-based generators (StyleGAN2)
 
 
 def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path,
@@ -58,6 +59,7 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     timings = {}
+    gen.check_space(cfg.latent_space)
     sampler = Sampler(gen, extractors, batch_size=cfg.batch_size)
     t = time.perf_counter()
     samples = sampler.run(cfg.seed, cfg.num_samples, workdir / "samples",
@@ -65,12 +67,12 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     timings["sampling_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    z = np.asarray(gen.canonical_latents(samples.z))
     y, binary = method_targets(cfg.method, samples.y, samples.binary, cfg.logit_clip)
-    axes = fit_axes(z, y, method=cfg.method, names=samples.names, binary=binary,
-                    key=jax.random.key(cfg.seed + 1))
+    axes = fit_axes_in(gen, samples.z, y, cfg.latent_space, w=samples.w, method=cfg.method,
+                       names=samples.names, binary=binary, key=jax.random.key(cfg.seed + 1))
     timings["fit_s"] = time.perf_counter() - t
-    axes = axes.with_metadata(generator=gen.name, latent_dim=gen.latent_dim,
+    gen_z, gen = gen, gen.in_space(cfg.latent_space)   # evaluation and traversals in that space
+    axes = axes.with_metadata(generator=gen_z.name, latent_dim=gen.latent_dim,
                               extractors=[e.name for e in sampler.extractors],
                               num_samples=cfg.num_samples, seed=cfg.seed,
                               logit_clip=cfg.logit_clip if cfg.method == "ols" else None)
@@ -82,6 +84,8 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     if judges or descriptor is not None:
         extra = list(judges) + ([descriptor.as_extractor()] if descriptor is not None else [])
         evaluator = Sampler(gen, list(sampler.extractors) + extra, batch_size=cfg.batch_size)
+    elif gen is not gen_z:
+        evaluator = Sampler(gen, list(sampler.extractors), batch_size=cfg.batch_size)
     else:
         evaluator = sampler
     if groups is None:
@@ -103,7 +107,7 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
         save_png(grid, workdir / f"traversal_{_safe(name)}.png")
     timings["traversals_s"] = time.perf_counter() - t
 
-    summary = {"generator": gen.name, "extractors": [e.name for e in sampler.extractors],
+    summary = {"generator": gen_z.name, "latent_space": cfg.latent_space, "extractors": [e.name for e in sampler.extractors],
                "judges": [e.name for e in judges],
                "descriptor": descriptor.name if descriptor is not None else None,
                "method": cfg.method, "num_samples": cfg.num_samples, "seed": cfg.seed,

@@ -6,7 +6,8 @@ the device and are never stored.
 Determinism: the latents of shard i are `normal(fold_in(key, i), [shard_size, d])`, so a seed
 gives the same (z, y) whatever the batch size, the number of devices or of hosts (shards are
 dealt round-robin to `jax.distributed` processes). Shards are streamed to disk (`store.py`)
-and a killed run resumes from its last complete shard.
+and a killed run resumes from its last complete shard. For style-based generators the samples
+also carry w = mapping(z) (`Samples.w`), for axes in W.
 """
 from __future__ import annotations
 
@@ -104,6 +105,10 @@ class Sampler:
         """
         if num <= 0:
             raise ValueError(f"num must be positive, got {num}")
+        if self.gen.latent_space != "z":
+            raise ValueError(f"{self.gen.name}: sample with the z generator (samples are drawn "
+                             f"as z ~ N(0, I) and their w recorded); label given w latents "
+                             f"with Sampler.label")
         n_proc, proc = jax.process_count(), jax.process_index()
         if n_proc > 1 and out_dir is None:
             raise ValueError("several processes need out_dir (a shared directory) to meet in")
@@ -137,7 +142,8 @@ class Sampler:
         else:
             z = np.concatenate([held[i][0] for i in range(num_shards)])
             y = np.concatenate([held[i][1] for i in range(num_shards)])
-        return Samples(z, y, self.names, self.binary, meta)
+        w = np.asarray(self.gen.encode(z, "w")) if self.gen.w_space is not None else None
+        return Samples(z, y, self.names, self.binary, meta, w)
 
 
 def sample(gen: Generator, extractors: Sequence[Any], num: int, seed: int = 0,

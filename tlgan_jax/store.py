@@ -26,12 +26,15 @@ _LATER_KEYS = ("generator_dtype",)   # absent from manifests written before it w
 
 @dataclasses.dataclass(frozen=True)
 class Samples:
-    """Latent/label pairs: z [N, d] float32, y [N, k] float32, one column per attribute."""
+    """Latent/label pairs: z [N, d] float32, y [N, k] float32, one column per attribute; for
+    style-based generators also w [N, w_dim] = the mapping of z (not stored in the shards: a
+    deterministic function of z)."""
     z: np.ndarray
     y: np.ndarray
     names: tuple[str, ...]
     binary: tuple[bool, ...]
     metadata: dict
+    w: np.ndarray | None = None
 
     def column(self, name: str) -> np.ndarray:
         return self.y[:, self.names.index(name)]

@@ -69,6 +69,8 @@ def build_editor(axes_path: str | None = None, generator: str | None = None,
         print(f"fitting default axes ({default_samples} samples; cached after the first "
               f"time)…", flush=True)
         axes = default_axes(gen, exts, num_samples=default_samples)
+    if axes.latent_space in gen.spaces():
+        gen = gen.in_space(axes.latent_space)     # W / W+ axes: the editor works on w latents
     axes.check_generator(gen)
     cfg = invert_config or InversionConfig(steps=150, restarts=2, refine_steps=100)
     return Editor(gen, exts, axes, invert_config=cfg, limits=limits)
