@@ -14,7 +14,7 @@ from absl import app, flags
 from tlgan_jax.axes import Axes
 from tlgan_jax.editing import edit_directions, render_traversal
 from tlgan_jax.plots import image_grid, save_png
-from tlgan_jax.zoo import load_generator
+from tlgan_jax.zoo import load_generator, models_named_by_axes
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("axes", None, "Path of an axes.npz written by discover_axes.py.", required=True)
@@ -33,7 +33,8 @@ flags.DEFINE_integer("cell", 0, "Pixel size of each cell (0: the image size, at 
 def main(argv):
     del argv
     axes = Axes.load(FLAGS.axes)
-    gen = load_generator(FLAGS.generator or axes.metadata["generator"])
+    gen_name, _ = models_named_by_axes(axes.metadata, FLAGS.axes, FLAGS.generator, ())
+    gen = load_generator(gen_name)
     axes.check_latent_dim(gen.latent_dim, gen.name)
     if FLAGS.latents:
         z = np.load(FLAGS.latents, allow_pickle=False)

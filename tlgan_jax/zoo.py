@@ -16,6 +16,10 @@ first use takes seconds.
 from __future__ import annotations
 
 import json
+import os
+import stat
+from pathlib import Path
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -48,9 +52,24 @@ def _pggan_kwargs(fast: bool) -> dict:
     return {"dtype": jnp.bfloat16 if fast else jnp.float32, "conv0": "subpixel"}
 
 
+def _regular_file(path: str, what: str) -> None:
+    """Refuse anything but an existing regular file (a device such as /dev/zero, a FIFO or a
+    directory would be read forever or block)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what}: no such file {path!r}") from None
+    except OSError as e:
+        raise ValueError(f"{what}: cannot read {path!r}: {e.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{what}: {path!r} is not a regular file; give the path of the "
+                         f"pickle file itself")
+
+
 def _pggan_pickle(path: str, fast: bool) -> Generator:
     from tlgan_jax.models import pggan
     from tlgan_jax.readers.pggan_pickle import load_pggan_pickle
+    _regular_file(path, f"generator 'pggan:{path}'")
     net = load_pggan_pickle(path)
     return pggan.as_generator(pggan.params_from_network(net), net.config, name=f"pggan:{path}",
                               **_pggan_kwargs(fast))
@@ -73,6 +92,48 @@ def load_generator(name: str = EMBEDDED_GENERATOR, *, fast: bool = False) -> Gen
         return _pggan1024(fast)
     raise ValueError(f"unknown generator {name!r}: use 'digiface64', 'pggan:PATH.pkl' or "
                      f"'pggan1024'")
+
+
+# ----------------------------------------------------------------------------- axes files
+
+# Models loaded by name alone, without reading a file the name points to.
+BUILTIN_GENERATORS = ("digiface64", "pggan1024")
+BUILTIN_EXTRACTORS = ("gender", "age", "emotion", "celeba40-random")
+
+
+def models_named_by_axes(metadata: dict, source: str | Path, generator: str | None = None,
+                         extractors: Sequence[str] | None = None, *,
+                         flags: tuple[str, str] = ("--generator", "--extractors")
+                         ) -> tuple[str, list[str]]:
+    """(generator name, extractor names) to use with axes whose `metadata` was read from the
+    file `source`: the user's `generator` / `extractors` when given, else those the metadata
+    names, else the embedded default. An axes file must not decide which files are opened:
+    a model it names that reads a file (`pggan:PATH`, `celeba40:DIR`) is refused with a
+    ValueError unless the user names it too (`flags` say how, in the message)."""
+    if generator is None and "generator" in metadata:
+        named = metadata["generator"]
+        if not isinstance(named, str) or not named:
+            raise ValueError(f"{source}: metadata field 'generator' must be a generator name, "
+                             f"got {named!r}; pass {flags[0]} NAME")
+        if named not in BUILTIN_GENERATORS:
+            raise ValueError(f"{source}: the axes name generator {named!r}, not one of the "
+                             f"built-in {list(BUILTIN_GENERATORS)}; an axes file does not "
+                             f"choose which files are opened: pass {flags[0]} NAME yourself "
+                             f"({flags[0]} {named} if you trust that file)")
+        generator = named
+    if extractors is None and "extractors" in metadata:
+        named = metadata["extractors"]
+        if not isinstance(named, list) or not all(isinstance(e, str) and e for e in named):
+            raise ValueError(f"{source}: metadata field 'extractors' must be a list of "
+                             f"extractor names, got {named!r}; pass {flags[1]} A,B")
+        files = [e for e in named if e not in BUILTIN_EXTRACTORS]
+        if files:
+            raise ValueError(f"{source}: the axes name extractor(s) {files}, not among the "
+                             f"built-in {list(BUILTIN_EXTRACTORS)}; an axes file does not "
+                             f"choose which files are opened: pass {flags[1]} A,B yourself "
+                             f"({flags[1]} {','.join(named)} if you trust those files)")
+        extractors = named
+    return generator or EMBEDDED_GENERATOR, list(extractors or EMBEDDED_EXTRACTORS)
 
 
 # ----------------------------------------------------------------------------- extractors

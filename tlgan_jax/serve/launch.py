@@ -22,7 +22,8 @@ import numpy as np
 from tlgan_jax.axes import Axes
 from tlgan_jax.invert import InversionConfig
 from tlgan_jax.serve.editor import Editor, Limits, default_axes
-from tlgan_jax.zoo import EMBEDDED_EXTRACTORS, EMBEDDED_GENERATOR, load_extractor, load_generator
+from tlgan_jax.zoo import (EMBEDDED_EXTRACTORS, EMBEDDED_GENERATOR, load_extractor, load_generator,
+                           models_named_by_axes)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -34,7 +35,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                        f"{EMBEDDED_GENERATOR})")
     p.add_argument("--extractors", help="comma-separated extractors for the scores (default: "
                                         "the axes', else " + ",".join(EMBEDDED_EXTRACTORS) + ")")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: loopback only)")
+    p.add_argument("--allowed_host", action="append", default=[], metavar="NAME",
+                   help="a Host name (or address) besides loopback that requests may carry, "
+                        "e.g. the name a reverse proxy forwards; repeatable. Others get 421")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--default_samples", type=int, default=8192,
                    help="labelled samples for the default axes (without --axes)")
@@ -59,10 +64,10 @@ def build_editor(axes_path: str | None = None, generator: str | None = None,
                  default_samples: int = 8192) -> Editor:
     """An `Editor` for an axes file (or the embedded default's cached axes); not yet warm."""
     axes = Axes.load(axes_path) if axes_path else None
-    meta = axes.metadata if axes is not None else {}
-    gen = load_generator(generator or meta.get("generator", EMBEDDED_GENERATOR))
-    ext_names = list(extractors) if extractors else list(meta.get("extractors",
-                                                                  EMBEDDED_EXTRACTORS))
+    gen_name, ext_names = models_named_by_axes(axes.metadata if axes is not None else {},
+                                               axes_path, generator,
+                                               list(extractors) if extractors else None)
+    gen = load_generator(gen_name)
     exts = [load_extractor(e) for e in ext_names]
     if axes is None:
         print(f"fitting default axes ({default_samples} samples; cached after the first "
@@ -153,5 +158,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         threading.Thread(target=editor.warmup, kwargs={"render": False}, daemon=True).start()
     import uvicorn
     from tlgan_jax.serve.app import create_app
+    allowed = list(args.allowed_host)
+    if args.host not in ("0.0.0.0", "::", ""):
+        allowed.append(args.host)               # the address it listens on, when named
     print(f"editor at http://{args.host}:{args.port}  (API docs: /docs)", flush=True)
-    uvicorn.run(create_app(editor), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(editor, allowed_hosts=allowed), host=args.host, port=args.port,
+                log_level="warning")
