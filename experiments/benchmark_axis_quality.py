@@ -1,4 +1,4 @@
-r"""Benchmark axis quality against sample count and method (tlgan_jax.quality).
+r"""Benchmark axis quality against sample count and method (tlgan_jax.bench.axis_quality).
 
   python experiments/benchmark_axis_quality.py --workdir=runs/axis_quality
   python experiments/benchmark_axis_quality.py --workdir=docs/axis_quality \
@@ -17,8 +17,9 @@ from pathlib import Path
 
 from absl import app, flags
 
-from tlgan_jax import quality
-from tlgan_jax.zoo import EMBEDDED_GENERATOR, load_extractor, load_generator
+from tlgan_jax.bench import axis_quality as quality
+from tlgan_jax.extractors import load_extractor
+from tlgan_jax.generators import EMBEDDED_GENERATOR, load_generator
 
 _C = quality.QualityConfig()
 FLAGS = flags.FLAGS

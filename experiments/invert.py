@@ -25,7 +25,8 @@ from tlgan_jax.axes import Axes
 from tlgan_jax.editing import edit_latents
 from tlgan_jax.invert import InversionConfig, Inverter, frame_face, psnr, ssim
 from tlgan_jax.plots import image_grid, save_png
-from tlgan_jax.zoo import EMBEDDED_EXTRACTORS, EMBEDDED_GENERATOR, load_extractor, load_generator
+from tlgan_jax.extractors import EMBEDDED_EXTRACTORS, load_extractor
+from tlgan_jax.generators import EMBEDDED_GENERATOR, load_generator
 
 _C = InversionConfig()
 FLAGS = flags.FLAGS
@@ -33,7 +34,7 @@ flags.DEFINE_list("photos", [], "Photo files to invert (PNG, JPEG, …).")
 flags.DEFINE_bool("astronaut", False, "Also invert scikit-image's astronaut photo (offline).")
 flags.DEFINE_integer("generated", 0, "Invert this many generated faces with known z instead.")
 flags.DEFINE_string("out", "runs/invert", "Output directory.")
-flags.DEFINE_string("generator", EMBEDDED_GENERATOR, "Generator (see tlgan_jax.zoo).")
+flags.DEFINE_string("generator", EMBEDDED_GENERATOR, "Generator (see tlgan_jax.generators).")
 flags.DEFINE_list("extractors", list(EMBEDDED_EXTRACTORS),
                   "Extractors whose scores form the feature loss (empty: pixel loss only).")
 flags.DEFINE_enum("framing", "auto", ["auto", "center", "full"],

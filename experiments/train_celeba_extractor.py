@@ -8,7 +8,7 @@ TL-GAN trained on 2^16 random CelebA images, batch 128, 50 epochs, Adam, MSE on 
 whole network is trained from scratch here (pass --init_checkpoint to start from a checkpoint
 of your own instead). Validation uses CelebA's own validation split (other identities).
 Rerunning with the same --workdir resumes from its latest checkpoint. The result loads with
-`tlgan_jax.celeba40.load_celeba40(workdir)`; per-attribute accuracy/AUC are in
+`tlgan_jax.extractors.celeba40.load_celeba40(workdir)`; per-attribute accuracy/AUC are in
 workdir/metrics.md and metrics.csv. CelebA must be prepared once for tfds as array_record
 (the error message when it is missing says how). --synthetic N runs the same loop on N
 generated images instead, to check a setup without CelebA.
@@ -20,7 +20,8 @@ import time
 
 from absl import app, flags, logging
 
-from tlgan_jax import celeba, train_extractor
+from tlgan_jax.train import celeba
+from tlgan_jax.train import celeba40 as train_extractor
 
 _DEFAULTS = train_extractor.TrainConfig()
 

@@ -11,10 +11,10 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from tlgan_jax.axes import Axes
+from tlgan_jax.axes import Axes, models_named_by_axes
 from tlgan_jax.editing import edit_directions, render_traversal
 from tlgan_jax.plots import image_grid, save_png
-from tlgan_jax.zoo import load_generator, models_named_by_axes
+from tlgan_jax.generators import load_generator
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("axes", None, "Path of an axes.npz written by discover_axes.py.", required=True)

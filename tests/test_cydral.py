@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import PARITY_TOL, pinned_file, rel_error as _rel
-from tlgan_jax.models import cydral
-from tlgan_jax.readers.onnx_weights import OnnxFormatError, read_onnx
+from tlgan_jax.extractors import cydral
+from tlgan_jax.weights.onnx import OnnxFormatError, read_onnx
 
 GOLDEN = Path(__file__).parent / "golden"
 TOL = PARITY_TOL

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import PARITY_TOL, pinned_file, rel_error as _rel
-from tlgan_jax.models import dcgan
+from tlgan_jax.generators import dcgan
 
 GOLDEN = Path(__file__).parent / "golden" / "dcgan.npz"
 TOL = PARITY_TOL
@@ -138,7 +138,7 @@ def test_bn_folding_is_the_eval_mode_batchnorm():
 
 
 def test_wrong_state_dict_is_named(params, weights_path):
-    from tlgan_jax.readers.torch_zip import load_torch_zip
+    from tlgan_jax.weights.torch_zip import load_torch_zip
     state = load_torch_zip(weights_path)["netG_state_dict"]
     missing = {k: v for k, v in state.items() if k != "main.7.running_var"}
     with pytest.raises(ValueError, match="missing key 'main.7.running_var'"):

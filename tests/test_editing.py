@@ -9,7 +9,7 @@ import pytest
 from tlgan_jax.axes import Axes
 from tlgan_jax.discover import DiscoverConfig, discover_axes
 from tlgan_jax.editing import edit_directions, edit_latents, render_traversal, traversal_latents
-from tlgan_jax.evaluate import edit_report, orthogonal_to_others
+from tlgan_jax.editing import edit_report, orthogonal_to_others
 from tlgan_jax.extractors import custom_extractor
 from tlgan_jax.fit import fit_axes
 from tlgan_jax.generators import Generator

@@ -50,7 +50,8 @@ def server(tmp_path_factory):
     from tlgan_jax.invert import InversionConfig
     from tlgan_jax.serve import Editor, create_app, default_axes
     from tlgan_jax.serve.launch import start_server
-    from tlgan_jax.zoo import load_extractor, load_generator
+    from tlgan_jax.extractors import load_extractor
+    from tlgan_jax.generators import load_generator
     gen = load_generator("digiface64")
     exts = [load_extractor(n) for n in ("gender", "age", "emotion")]
     axes = default_axes(gen, exts, num_samples=2048,

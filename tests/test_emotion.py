@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import PARITY_TOL, pinned_file, rel_error as _rel
-from tlgan_jax.models import mini_xception as mx
-from tlgan_jax.readers.keras_h5 import KerasH5Error, read_keras_h5
+from tlgan_jax.extractors import fer as mx
+from tlgan_jax.weights.keras_h5 import KerasH5Error, read_keras_h5
 
 GOLDEN = Path(__file__).parent / "golden" / "emotion.npz"
 TOL = PARITY_TOL

@@ -9,7 +9,7 @@ from sklearn.svm import SVC
 
 from tlgan_jax.axes import Axes
 from tlgan_jax.fit import METHODS, fit_axes, split_rows
-from tlgan_jax.fit import metrics
+from tlgan_jax import metrics
 from tlgan_jax.fit.ols import fit_ols
 from tlgan_jax.fit.svm import select_extremes
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import tlgan_jax.zoo as zoo
+import tlgan_jax.generators as generators
 from tlgan_jax.axes import Axes
 from tlgan_jax.invert import PhotoError, frame_face, load_photo
 from tlgan_jax.sampling import sample
-from tlgan_jax.shards import ShardStore, ShardStoreError, load_samples
+from tlgan_jax.store import ShardStore, ShardStoreError, load_samples
 from toy import toy_extractor, toy_generator
 
 HERE = Path(__file__).resolve().parent
@@ -274,11 +274,11 @@ def test_serve_with_a_text_file_as_axes_says_not_an_axes_file(tmp_path):
 
 def test_a_pggan_pickle_must_be_a_regular_file(tmp_path):
     with pytest.raises(ValueError, match=r"'/dev/zero' is not a regular file"):
-        zoo.load_generator("pggan:/dev/zero")
+        generators.load_generator("pggan:/dev/zero")
     with pytest.raises(ValueError, match="is not a regular file"):
-        zoo.load_generator(f"pggan:{tmp_path}")
+        generators.load_generator(f"pggan:{tmp_path}")
     with pytest.raises(FileNotFoundError, match="no such file"):
-        zoo.load_generator(f"pggan:{tmp_path}/missing.pkl")
+        generators.load_generator(f"pggan:{tmp_path}/missing.pkl")
 
 
 # ----------------------------------------------------------------------------- sample directories
@@ -366,7 +366,7 @@ def test_a_finished_manifest_with_missing_fields_is_a_named_error(tmp_path):
 RACER = textwrap.dedent("""
     import json, os, sys, time
     from pathlib import Path
-    from tlgan_jax.shards import ShardStore, ShardStoreError
+    from tlgan_jax.store import ShardStore, ShardStoreError
     root, me, seed = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     meta = {"generator": "toy", "latent_dim": 16, "generator_dtype": "float32",
             "extractors": ["toy"], "attributes": ["bright", "redder"], "binary": [0, 1],

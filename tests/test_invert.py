@@ -12,7 +12,8 @@ from PIL import Image
 from conftest import require_module
 from tlgan_jax.invert import (InversionConfig, Inverter, PhotoError, detect_face, frame_face,
                               invert, load_photo, psnr, ssim)
-from tlgan_jax.zoo import load_extractor, load_generator
+from tlgan_jax.extractors import load_extractor
+from tlgan_jax.generators import load_generator
 
 # Known-z recovery (3 generated faces, 2 starts, 200 steps, pixel + prior loss): measured
 # on the dev machine mean 27.6 dB (21.4, 33.0, 28.5), the mean-face baseline 14.2 dB

@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 
 from conftest import PARITY_TOL, pggan_fixtures_dir as fixtures_dir, rel_error
-from tlgan_jax.models import pggan
-from tlgan_jax.readers.pggan_pickle import load_pggan_pickle
-from tlgan_jax.throughput import BF16_MAX_TOL, BF16_RMS_TOL
+from tlgan_jax.generators import pggan
+from tlgan_jax.weights.pggan_pickle import load_pggan_pickle
+from tlgan_jax.bench.throughput import BF16_MAX_TOL, BF16_RMS_TOL
 
 FIXTURES = [("tiny32_lod0", "tiny32"), ("tiny32_lod1", "tiny32"),
             ("tiny32_lod0p5", "tiny32"), ("tiny16fused_lod0", "tiny16fused")]
 
 
 def load(tag, npz):
-    net = load_pggan_pickle(fixtures_dir() / f"{tag}.pkl")
+    params, config = pggan.from_network(load_pggan_pickle(fixtures_dir() / f"{tag}.pkl"))
     expected = np.load(fixtures_dir() / f"{npz}_expected.npz")
-    return net, pggan.params_from_network(net), expected["z"], expected[tag].transpose(0, 2, 3, 1)
+    return config, params, expected["z"], expected[tag].transpose(0, 2, 3, 1)
 
 
 def run(params, z, config, **kw):
@@ -27,18 +27,18 @@ def run(params, z, config, **kw):
 
 @pytest.mark.parametrize("tag, npz", FIXTURES)
 def test_parity_with_official_graph(tag, npz):
-    net, params, z, ref = load(tag, npz)
+    config, params, z, ref = load(tag, npz)
     with jax.default_matmul_precision("highest"):
         for conv0 in pggan.CONV0_MODES:  # faithful, and the three exact rewrites of Conv0
-            out = run(params, z, net.config, conv0=conv0)
+            out = run(params, z, config, conv0=conv0)
             assert out.shape == ref.shape and out.dtype == jnp.float32
             assert rel_error(out, ref) <= PARITY_TOL, (conv0, rel_error(out, ref))
 
 
 @pytest.mark.parametrize("tag, npz", [FIXTURES[0], FIXTURES[2], FIXTURES[3]])
 def test_fast_path_bf16_within_bf16_tolerance(tag, npz):
-    net, params, z, ref = load(tag, npz)
-    out = run(params, z, net.config, dtype=jnp.bfloat16, conv0="subpixel")
+    config, params, z, ref = load(tag, npz)
+    out = run(params, z, config, dtype=jnp.bfloat16, conv0="subpixel")
     assert out.dtype == np.float32 and out.shape == ref.shape
     rms = np.sqrt(np.mean((out - ref) ** 2) / np.mean(ref ** 2))
     err = rel_error(out, ref)
@@ -46,12 +46,12 @@ def test_fast_path_bf16_within_bf16_tolerance(tag, npz):
 
 
 def test_latent_scale_does_not_matter_and_batch_independent():
-    net, params, z, ref = load(*FIXTURES[0])
+    config, params, z, ref = load(*FIXTURES[0])
     assert np.sqrt(np.mean(z[0] ** 2)) > 5  # the fixture's first latent is scaled ×10
     zs = np.stack([z[0], z[0] / 10, z[0] / np.linalg.norm(z[0]), z[1]])
     with jax.default_matmul_precision("highest"):
-        out = run(params, zs, net.config)
-        single = run(params, zs[3:], net.config)
+        out = run(params, zs, config)
+        single = run(params, zs[3:], config)
     for i in (1, 2):
         assert rel_error(out[i], out[0]) <= PARITY_TOL
     assert rel_error(out[0], ref[0]) <= PARITY_TOL
@@ -61,10 +61,10 @@ def test_latent_scale_does_not_matter_and_batch_independent():
 def test_lod_blending_uses_the_stored_lod():
     """lod 1: the 16² image upsampled; lod 0.5: halfway between it and the 32² image."""
     _, p0, z, ref0 = load(*FIXTURES[0])
-    net1, _, _, ref1 = load(*FIXTURES[1])
+    config1, _, _, ref1 = load(*FIXTURES[1])
     _, _, _, ref05 = load(*FIXTURES[2])
     with jax.default_matmul_precision("highest"):
-        out1 = run(p0, z, net1.config)
+        out1 = run(p0, z, config1)
     assert rel_error(out1, ref1) <= PARITY_TOL
     # blocky 16² content (to rounding: lerp_clip computes img + (up - img)·1)
     np.testing.assert_allclose(out1[:, ::2, ::2], out1[:, 1::2, 1::2], rtol=0, atol=1e-5)
@@ -130,10 +130,10 @@ def test_bad_inputs_and_configs():
 
 
 def test_as_generator():
-    net, params, z, ref = load(*FIXTURES[3])
-    gen = pggan.as_generator(params, net.config, name="tiny16")
+    config, params, z, ref = load(*FIXTURES[3])
+    gen = pggan.as_generator(params, config, name="tiny16")
     assert (gen.latent_dim, gen.resolution, gen.latent_prior) == (64, 16, "normal_pixelnorm")
     with jax.default_matmul_precision("highest"):
         assert rel_error(gen(z), ref) <= PARITY_TOL
-    fast = pggan.as_generator(params, net.config, dtype=jnp.bfloat16, conv0="subpixel")
+    fast = pggan.as_generator(params, config, dtype=jnp.bfloat16, conv0="subpixel")
     assert fast.info["dtype"] == "bfloat16" and rel_error(fast(z), ref) <= BF16_MAX_TOL

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import pggan_fixtures_dir as fixtures_dir
-from tlgan_jax.readers.pggan_pickle import (CorruptPickleError, PgganPickleError,
+from tlgan_jax.generators import pggan
+from tlgan_jax.weights.pggan_pickle import (CorruptPickleError, PgganPickleError,
                                             UnsafePickleError, load_pggan_pickle,
                                             parse_pggan_pickle)
 
@@ -31,6 +32,11 @@ def fake_tfutil(monkeypatch):
     return Network
 
 
+def config_of(net):
+    """The G_paper config the generator derives from a loaded network (all checks included)."""
+    return pggan.from_network(net)[1]
+
+
 def _state(net):
     return dict(version=2, name=net.name, static_kwargs=dict(net.static_kwargs),
                 build_module_src="# not included\n", build_func_name="G_paper",
@@ -39,7 +45,7 @@ def _state(net):
 
 def test_fixture_config_and_variables():
     net = load_pggan_pickle(fixtures_dir() / "tiny32_lod0.pkl")
-    c = net.config
+    c = config_of(net)
     assert net.name == "Gs" and net.build_func_name == "G_paper" and net.version == 2
     assert (c.resolution, c.num_channels, c.latent_size, c.fmap_base, c.fmap_max) == (32, 3, 64, 256, 64)
     assert (c.fmap_decay, c.fused_scale, c.lod) == (1.0, False, 0.0)
@@ -54,7 +60,7 @@ def test_fixture_config_and_variables():
                                                     ("tiny32_lod0p5", 0.5, 32, False),
                                                     ("tiny16fused_lod0", 0.0, 16, True)])
 def test_lod_and_fused_scale_are_read(name, lod, res, fused):
-    c = load_pggan_pickle(fixtures_dir() / f"{name}.pkl").config
+    c = config_of(load_pggan_pickle(fixtures_dir() / f"{name}.pkl"))
     assert (c.lod, c.resolution, c.fused_scale) == (lod, res, fused)
 
 
@@ -71,7 +77,7 @@ def test_roundtrip_written_with_numpy2(fake_tfutil):
     data = pickle.dumps(tuple(fake_tfutil(_state(net)) for _ in range(3)), protocol=4)
     assert b"numpy._core.multiarray" in data
     again = parse_pggan_pickle(data)
-    assert again.config == net.config
+    assert config_of(again) == config_of(net)
 
 
 def test_build_module_src_is_never_executed(fake_tfutil, tmp_path):
@@ -80,7 +86,7 @@ def test_build_module_src_is_never_executed(fake_tfutil, tmp_path):
     state = _state(net)
     state["build_module_src"] = f"open({str(marker)!r}, 'w').close()\n"
     out = parse_pggan_pickle(pickle.dumps((fake_tfutil(state),) * 3))
-    assert out.config == net.config
+    assert config_of(out) == config_of(net)
     assert not marker.exists()
 
 
@@ -177,4 +183,4 @@ def test_bad_network_contents(fake_tfutil):
     ]
     for change, message in cases:
         with pytest.raises(PgganPickleError, match=message):
-            parse_pggan_pickle(_mutated(fake_tfutil, change))
+            config_of(parse_pggan_pickle(_mutated(fake_tfutil, change)))

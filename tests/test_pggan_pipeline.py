@@ -12,8 +12,9 @@ import pytest
 
 from conftest import pggan_fixtures_dir
 from tlgan_jax.axes import Axes
-from tlgan_jax.train_extractor import tiny_checkpoint
-from tlgan_jax.zoo import load_extractor, load_generator
+from tlgan_jax.train.celeba40 import tiny_checkpoint
+from tlgan_jax.extractors import load_extractor
+from tlgan_jax.generators import load_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +34,7 @@ def celeba_ckpt(tmp_path_factory):
     return d
 
 
-def test_pggan_pickle_and_celeba40_checkpoint_load_through_the_zoo(celeba_ckpt):
+def test_pggan_pickle_and_celeba40_checkpoint_load_through_the_registry(celeba_ckpt):
     gen = load_generator(f"pggan:{pggan_fixtures_dir() / 'tiny32_lod0.pkl'}")
     assert (gen.latent_dim, gen.resolution, gen.latent_prior) == (64, 32, "normal_pixelnorm")
     ext = load_extractor(f"celeba40:{celeba_ckpt}")

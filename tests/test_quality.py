@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from tlgan_jax import quality as q
+from tlgan_jax.bench import axis_quality as q
 
 from toy import toy_extractor, toy_generator
 

@@ -22,7 +22,8 @@ from tlgan_jax.editing import edit_latents  # noqa: E402
 from tlgan_jax.invert import InversionConfig  # noqa: E402
 from tlgan_jax.serve import Editor, Limits, create_app  # noqa: E402
 from tlgan_jax.serve.launch import start_server  # noqa: E402
-from tlgan_jax.zoo import load_extractor, load_generator  # noqa: E402
+from tlgan_jax.extractors import load_extractor  # noqa: E402
+from tlgan_jax.generators import load_generator  # noqa: E402
 
 TINY_INVERSION = InversionConfig(steps=3, restarts=2, init_pool=4, refine_steps=2)
 LIMITS = Limits(max_upload_bytes=2 * 1024 * 1024, max_photo_pixels=4_000_000, stored_photos=2)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import pggan_fixtures_dir
-from tlgan_jax import throughput
+from tlgan_jax.bench import throughput
 
 
 def test_output_agreement_has_its_known_values():

@@ -8,8 +8,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from tlgan_jax.readers.safe_pickle import CorruptPickleError, UnsafePickleError
-from tlgan_jax.readers.torch_zip import TorchCheckpointError, load_torch_zip
+from tlgan_jax.weights.safe_pickle import CorruptPickleError, UnsafePickleError
+from tlgan_jax.weights.torch_zip import TorchCheckpointError, load_torch_zip
 
 
 # --- crafting torch-style pickles without torch --------------------------------------------

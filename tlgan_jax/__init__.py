@@ -8,23 +8,20 @@
     z2 = tl.edit_latents(gen, samples.z[:4], axes, {"male": 2.0}, lock=["age"])
     images = gen(z2)
 
-Names are imported on first use (so `import tlgan_jax` stays cheap).
+The method's stages, one module (or package) each: generators (G), extractors (F),
+sampling + store (z, y pairs), fit (z -> y linear models), axes (directions, lock),
+editing (move z, judge edits), invert (photos -> z); discover runs them end to end.
 """
-from tlgan_jax.lazy import lazy_getattr
+from tlgan_jax.axes import Axes, load_axes
+from tlgan_jax.editing import edit_latents, render_traversal, traversal_latents
+from tlgan_jax.extractors import Extractor, custom_extractor, load_extractor
+from tlgan_jax.fit import fit_axes
+from tlgan_jax.generators import Generator, load_generator, to_uint8
+from tlgan_jax.invert import InversionConfig, frame_face, invert, invert_photo
+from tlgan_jax.sampling import Sampler, sample
+from tlgan_jax.store import Samples, load_samples
 
-_EXPORTS = {
-    "Axes": "axes", "load_axes": "axes",
-    "edit_latents": "editing", "render_traversal": "editing", "traversal_latents": "editing",
-    "Extractor": "extractors", "custom_extractor": "extractors",
-    "fit_axes": "fit",
-    "InversionConfig": "invert", "invert": "invert", "invert_photo": "invert",
-    "frame_face": "invert",
-    "Generator": "generators", "to_uint8": "generators",
-    "Sampler": "sampling", "Samples": "sampling", "sample": "sampling",
-    "load_samples": "shards",
-    "load_extractor": "zoo", "load_generator": "zoo",
-}
-__all__ = sorted(_EXPORTS)
-
-
-__getattr__ = lazy_getattr(__name__, globals(), _EXPORTS)
+__all__ = ["Axes", "Extractor", "Generator", "InversionConfig", "Sampler", "Samples",
+           "custom_extractor", "edit_latents", "fit_axes", "frame_face", "invert",
+           "invert_photo", "load_axes", "load_extractor", "load_generator", "load_samples",
+           "render_traversal", "sample", "to_uint8", "traversal_latents"]

@@ -29,7 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tlgan_jax.extractors import BUILTIN_EXTRACTORS, EMBEDDED_EXTRACTORS
 from tlgan_jax.files import NpzError, atomic_write, read_npz
+from tlgan_jax.generators import BUILTIN_GENERATORS, EMBEDDED_GENERATOR
 
 FILE_FORMAT = "tlgan_jax.axes/1"
 # The most bytes `Axes.load` reads per member (d·k·4 bytes of directions: 16 MiB is e.g.
@@ -383,3 +385,43 @@ def _to_json(x: Any, what: str) -> str:
         return json.dumps(jsonable(x), allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as e:
         raise ValueError(f"Axes.save: {what} is not JSON-serialisable: {e}") from None
+
+
+def load_axes(path: str | Path, latent_dim: int | None = None, **kwargs) -> Axes:
+    """`Axes.load`: an axes file written by `Axes.save` (e.g. WORKDIR/axes.npz of a run)."""
+    return Axes.load(path, latent_dim, **kwargs)
+
+
+def models_named_by_axes(metadata: dict, source: str | Path, generator: str | None = None,
+                         extractors: Sequence[str] | None = None, *,
+                         flags: tuple[str, str] = ("--generator", "--extractors")
+                         ) -> tuple[str, list[str]]:
+    """(generator name, extractor names) to use with axes whose `metadata` was read from the
+    file `source`: the user's `generator` / `extractors` when given, else those the metadata
+    names, else the embedded default. An axes file must not decide which files are opened:
+    a model it names that reads a file (`pggan:PATH`, `celeba40:DIR`) is refused with a
+    ValueError unless the user names it too (`flags` say how, in the message)."""
+    if generator is None and "generator" in metadata:
+        named = metadata["generator"]
+        if not isinstance(named, str) or not named:
+            raise ValueError(f"{source}: metadata field 'generator' must be a generator name, "
+                             f"got {named!r}; pass {flags[0]} NAME")
+        if named not in BUILTIN_GENERATORS:
+            raise ValueError(f"{source}: the axes name generator {named!r}, not one of the "
+                             f"built-in {list(BUILTIN_GENERATORS)}; an axes file does not "
+                             f"choose which files are opened: pass {flags[0]} NAME yourself "
+                             f"({flags[0]} {named} if you trust that file)")
+        generator = named
+    if extractors is None and "extractors" in metadata:
+        named = metadata["extractors"]
+        if not isinstance(named, list) or not all(isinstance(e, str) and e for e in named):
+            raise ValueError(f"{source}: metadata field 'extractors' must be a list of "
+                             f"extractor names, got {named!r}; pass {flags[1]} A,B")
+        files = [e for e in named if e not in BUILTIN_EXTRACTORS]
+        if files:
+            raise ValueError(f"{source}: the axes name extractor(s) {files}, not among the "
+                             f"built-in {list(BUILTIN_EXTRACTORS)}; an axes file does not "
+                             f"choose which files are opened: pass {flags[1]} A,B yourself "
+                             f"({flags[1]} {','.join(named)} if you trust those files)")
+        extractors = named
+    return generator or EMBEDDED_GENERATOR, list(extractors or EMBEDDED_EXTRACTORS)

@@ -19,7 +19,7 @@ import numpy as np
 
 from tlgan_jax.axes import Axes, jsonable
 from tlgan_jax.editing import render_traversal
-from tlgan_jax.evaluate import edit_report
+from tlgan_jax.editing import edit_report
 from tlgan_jax.fit import fit_axes, method_targets
 from tlgan_jax.generators import Generator
 from tlgan_jax.plots import image_grid, save_png

@@ -5,12 +5,11 @@ the device and are never stored.
 
 Determinism: the latents of shard i are `normal(fold_in(key, i), [shard_size, d])`, so a seed
 gives the same (z, y) whatever the batch size, the number of devices or of hosts (shards are
-dealt round-robin to `jax.distributed` processes). Shards are streamed to disk (`shards.py`)
+dealt round-robin to `jax.distributed` processes). Shards are streamed to disk (`store.py`)
 and a killed run resumes from its last complete shard.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,25 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from tlgan_jax import shards as shard_io
+from tlgan_jax import store as shard_io
 from tlgan_jax.extractors import Extractor, as_extractor, stack_scores
 from tlgan_jax.generators import Generator
 from tlgan_jax.progress import Progress
+from tlgan_jax.store import Samples
 
 DEFAULT_SHARD_SIZE = 4096
-
-
-@dataclasses.dataclass(frozen=True)
-class Samples:
-    """Latent/label pairs: z [N, d] float32, y [N, k] float32, one column per attribute."""
-    z: np.ndarray
-    y: np.ndarray
-    names: tuple[str, ...]
-    binary: tuple[bool, ...]
-    metadata: dict
-
-    def column(self, name: str) -> np.ndarray:
-        return self.y[:, self.names.index(name)]
 
 
 def shard_latents(key: jax.Array, shard_index: int, shard_size: int, latent_dim: int) -> jax.Array:

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tlgan_jax.axes import Axes
-from tlgan_jax.fit import metrics
+from tlgan_jax import metrics
 from tlgan_jax.fit.logistic import fit_logistic
 from tlgan_jax.fit.ols import fit_ols
 from tlgan_jax.fit.svm import fit_svm, select_extremes

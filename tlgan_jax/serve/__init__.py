@@ -4,15 +4,10 @@ http://127.0.0.1:8000. Needs the `ui` extra (fastapi, uvicorn, python-multipart)
     from tlgan_jax.serve import Editor, create_app
     editor = Editor(gen, extractors, axes); editor.warmup()
     app = create_app(editor)            # a FastAPI app; run it with uvicorn
-
-Names are imported on first use, so importing this package does not import FastAPI.
 """
-from tlgan_jax.lazy import lazy_getattr
+from tlgan_jax.serve.app import create_app
+from tlgan_jax.serve.editor import Editor, EditorError, Limits, default_axes
+from tlgan_jax.serve.launch import benchmark, build_editor, main
 
-_EXPORTS = {"Editor": "editor", "EditorError": "editor", "Limits": "editor",
-            "default_axes": "editor", "create_app": "app", "build_editor": "launch",
-            "benchmark": "launch", "main": "launch"}
-__all__ = sorted(_EXPORTS)
-
-
-__getattr__ = lazy_getattr(__name__, globals(), _EXPORTS)
+__all__ = ["Editor", "EditorError", "Limits", "benchmark", "build_editor", "create_app",
+           "default_axes", "main"]

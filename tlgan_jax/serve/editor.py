@@ -35,8 +35,8 @@ from PIL import Image
 from tlgan_jax.axes import Axes
 from tlgan_jax.extractors import Extractor, stack_scores
 from tlgan_jax.generators import Generator, to_uint8
-from tlgan_jax.invert import (InversionConfig, Inverter, PhotoError, check_photo_header,
-                              frame_face, load_photo)
+from tlgan_jax.invert import InversionConfig, Inverter, PhotoError, frame_face, load_photo
+from tlgan_jax.invert.photos import check_photo_header
 
 
 class EditorError(ValueError):
@@ -111,7 +111,7 @@ def default_axes(gen: Generator, extractors: Sequence[Extractor], *, num_samples
     """Axes for `gen` and `extractors` fitted the way experiments/discover_axes.py does (OLS on
     TL-GAN's clipped logits), cached as an axes.npz in `cache_dir` (default: the tlgan_jax
     cache, ``axes/``) so only the first call samples and fits."""
-    from tlgan_jax import assets
+    from tlgan_jax.weights import pinned as assets
     from tlgan_jax.fit import clip_logits
     from tlgan_jax.fit import fit_axes
     from tlgan_jax.sampling import sample

@@ -19,11 +19,11 @@ from typing import Sequence
 
 import numpy as np
 
-from tlgan_jax.axes import Axes
+from tlgan_jax.axes import Axes, models_named_by_axes
 from tlgan_jax.invert import InversionConfig
 from tlgan_jax.serve.editor import Editor, Limits, default_axes
-from tlgan_jax.zoo import (EMBEDDED_EXTRACTORS, EMBEDDED_GENERATOR, load_extractor, load_generator,
-                           models_named_by_axes)
+from tlgan_jax.extractors import EMBEDDED_EXTRACTORS, load_extractor
+from tlgan_jax.generators import EMBEDDED_GENERATOR, load_generator
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tlgan_jax.readers.keras_h5 import KerasLayer, KerasModel, read_keras_h5
+from tlgan_jax.weights.keras_h5 import KerasLayer, KerasModel, read_keras_h5
 
 EMOTION_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 INPUT_SIZE = 64

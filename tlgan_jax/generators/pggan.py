@@ -31,7 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tlgan_jax.generators import Generator
+from tlgan_jax.generators.core import Generator
+from tlgan_jax.weights.pggan_pickle import PgganNetwork, PgganPickleError
 
 CONV0_MODES = ("faithful", "nearest", "subpixel", "transposed")
 _DN = ("NHWC", "HWIO", "NHWC")
@@ -345,9 +346,69 @@ def params_from_variables(variables: dict, config: PgganConfig):
     return params
 
 
-def params_from_network(net):
-    """A loaded `PgganNetwork` (see tlgan_jax.readers.pggan_pickle) -> params for `apply`."""
-    return params_from_variables(net.variables, net.config)
+def from_network(net: PgganNetwork) -> tuple[dict, PgganConfig]:
+    """A loaded `PgganNetwork` (tlgan_jax.weights.pggan_pickle) -> (params for `apply`, config).
+    Every variable name and shape is checked against the config."""
+    config = config_from_network(net)
+    try:
+        return params_from_variables(net.variables, config), config
+    except ValueError as e:
+        raise PgganPickleError(f"{net.what}: {e}") from None
+
+
+# G_paper's keyword defaults (networks.py) for keys a pickle may omit.
+_G_PAPER_DEFAULTS = dict(num_channels=1, label_size=0, fmap_base=8192, fmap_decay=1.0,
+                         fmap_max=512, latent_size=None, normalize_latents=True,
+                         use_wscale=True, use_pixelnorm=True, pixelnorm_epsilon=1e-8,
+                         use_leakyrelu=True, dtype="float32", fused_scale=True)
+
+
+def config_from_network(net: PgganNetwork) -> PgganConfig:
+    """G_paper config from static_kwargs (G_paper's defaults where absent) and the variable
+    shapes; raises PgganPickleError naming the file when they disagree."""
+    kwargs, variables, what = net.static_kwargs, net.variables, net.what
+    kw = {**_G_PAPER_DEFAULTS, **kwargs}
+    if kw["label_size"]:
+        raise PgganPickleError(f"{what}: conditional pg-GAN (label_size={kw['label_size']}) is not "
+                               f"supported; only unconditional networks (label_size 0, e.g. "
+                               f"CelebA-HQ) are")
+    if str(kw["dtype"]) != "float32":
+        raise PgganPickleError(f"{what}: only dtype float32 networks are supported, got "
+                               f"{kw['dtype']!r}")
+    for name in ("lod", "4x4/Dense/weight"):
+        if name not in variables:
+            raise PgganPickleError(f"{what}: Gs is missing the variable {name!r}")
+    lod = variables["lod"]
+    if lod.shape != ():
+        raise PgganPickleError(f"{what}: variable 'lod' must be a scalar, got shape {lod.shape}")
+    fused = any(n.endswith("/Conv0_up/weight") for n in variables)
+    if "fused_scale" in kwargs and bool(kwargs["fused_scale"]) != fused:
+        raise PgganPickleError(f"{what}: static_kwargs say fused_scale={kwargs['fused_scale']} "
+                               f"but the variables {'have' if fused else 'lack'} Conv0_up layers")
+    latent = variables["4x4/Dense/weight"].shape[0]
+    if kw["latent_size"] is not None and int(kw["latent_size"]) != latent:
+        raise PgganPickleError(f"{what}: latent_size {kw['latent_size']} does not match the "
+                               f"Dense weight's {latent} rows")
+    num_channels = kw["num_channels"]
+    if "ToRGB_lod0/bias" in variables:
+        num_channels = variables["ToRGB_lod0/bias"].shape[0]
+    try:
+        return PgganConfig(
+            resolution=int(kw["resolution"]) if "resolution" in kw else _resolution(variables),
+            num_channels=int(num_channels), latent_size=int(latent),
+            fmap_base=int(kw["fmap_base"]), fmap_decay=float(kw["fmap_decay"]),
+            fmap_max=int(kw["fmap_max"]), normalize_latents=bool(kw["normalize_latents"]),
+            use_wscale=bool(kw["use_wscale"]), use_pixelnorm=bool(kw["use_pixelnorm"]),
+            use_leakyrelu=bool(kw["use_leakyrelu"]),
+            pixelnorm_epsilon=float(kw["pixelnorm_epsilon"]), fused_scale=fused,
+            lod=float(lod))
+    except (TypeError, ValueError) as e:
+        raise PgganPickleError(f"{what}: invalid G_paper settings: {e}") from None
+
+
+def _resolution(variables: dict) -> int:
+    res = [int(n.split("x")[0]) for n in variables if n[0].isdigit() and "x" in n.split("/")[0]]
+    return max(res, default=4)
 
 
 def random_params(key: jax.Array, config: PgganConfig = CELEBAHQ_1024):

@@ -24,7 +24,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from tlgan_jax.readers.safe_pickle import restricted_loads
+from tlgan_jax.weights.safe_pickle import restricted_loads
 
 
 class TorchCheckpointError(ValueError):

@@ -19,19 +19,9 @@ from typing import Callable, Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-# CelebA's 40 attributes, spelled and ordered as tfds `celeb_a` (= list_attr_celeba.txt).
-ATTRIBUTES: tuple[str, ...] = (
-    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
-    "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair",
-    "Bushy_Eyebrows", "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair",
-    "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache",
-    "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline",
-    "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings",
-    "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
-)
+from tlgan_jax.extractors.celeba40 import ATTRIBUTES, CROP_CENTER_XY, CROP_SIZE
+
 IMAGE_SHAPE = (218, 178, 3)           # aligned CelebA image, HWC
-CROP_CENTER_XY = (89, 121)            # TL-GAN's img_crop(cx=89, cy=121, w=128, h=128)
-CROP_SIZE = 128
 TFDS_NAME = "celeb_a"
 MANUAL_FILES = ("img_align_celeba.zip", "list_eval_partition.txt", "list_attr_celeba.txt",
                 "list_landmarks_align_celeba.txt", "identity_CelebA.txt")

@@ -26,7 +26,6 @@ import csv
 import dataclasses
 import functools
 import json
-import math
 import os
 import time
 from typing import Any, Callable, Optional
@@ -38,47 +37,12 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from tlgan_jax import celeba
-from tlgan_jax.assets import device_arrays
-from tlgan_jax.fit import metrics
-from tlgan_jax.models.mobilenet import CelebA40Net
-
-MODEL_CONFIG_FILE = "celeba40_model.json"
-CHECKPOINT_SUBDIR = "checkpoints"
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """What is needed to rebuild the network from a checkpoint."""
-    alpha: float = 1.0
-    hidden: int = 256
-    image_size: int = 128
-    attributes: tuple[str, ...] = celeba.ATTRIBUTES
-
-    @property
-    def num_attributes(self) -> int:
-        return len(self.attributes)
-
-    def describe(self) -> str:
-        return (f"alpha={self.alpha}, hidden={self.hidden}, image_size={self.image_size}, "
-                f"{self.num_attributes} attributes")
-
-    def module(self) -> CelebA40Net:
-        return CelebA40Net(alpha=self.alpha, num_attributes=self.num_attributes,
-                           hidden=self.hidden)
-
-    def to_json(self) -> dict:
-        return {"format": "tlgan_jax.celeba40/1", "alpha": self.alpha, "hidden": self.hidden,
-                "image_size": self.image_size, "attributes": list(self.attributes),
-                "input": "RGB NHWC in [-1, 1] = pixels/127.5 - 1",
-                "crop": {"center_xy": list(celeba.CROP_CENTER_XY), "size": celeba.CROP_SIZE},
-                "output": "pre-tanh a [N, 40]; prediction tanh(a)"}
-
-    @classmethod
-    def from_json(cls, d: dict) -> "ModelConfig":
-        return cls(alpha=float(d["alpha"]), hidden=int(d["hidden"]),
-                   image_size=int(d["image_size"]), attributes=tuple(d["attributes"]))
-
+from tlgan_jax.train import celeba
+from tlgan_jax.weights.pinned import device_arrays
+from tlgan_jax import metrics
+from tlgan_jax.extractors.celeba40 import (ATTRIBUTES, CHECKPOINT_SUBDIR, MODEL_CONFIG_FILE,
+                                           ModelConfig, checkpoint_manager,
+                                           init_variables, read_model_config, restore_variables)
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -152,36 +116,6 @@ def to_model_input(images_u8: jax.Array) -> jax.Array:
     return images_u8.astype(jnp.float32) / 127.5 - 1.0
 
 
-def init_variables(model_config: ModelConfig, key: jax.Array) -> dict:
-    """Random {params, batch_stats}, distributed as Flax's defaults: kernels LeCun normal
-    (truncated to ±2σ, σ² = 1/fan_in, fan_in = prod(kernel.shape[:-1])), biases 0, BN scale 1,
-    BN mean 0 / var 1. Drawn as one vector, which compiles ~7× faster than `Module.init`."""
-    return _init_variables(model_config, key)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _init_variables(model_config: ModelConfig, key: jax.Array) -> dict:
-    abstract = jax.eval_shape(  # parameter shapes do not depend on the spatial size
-        lambda: model_config.module().init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(
-        {"params": abstract["params"], "batch_stats": abstract["batch_stats"]})
-    total = sum(leaf.size for path, leaf in leaves if path[-1].key == "kernel")
-    # std of N(0, 1) truncated to [-2, 2] is 0.8796...; divide so the kept draws have unit variance
-    z = jax.random.truncated_normal(key, -2.0, 2.0, (total,), jnp.float32) / 0.87962566103423978
-    out, offset = [], 0
-    for path, leaf in leaves:
-        name = path[-1].key
-        if name == "kernel":
-            fan_in = math.prod(leaf.shape[:-1])
-            out.append(z[offset:offset + leaf.size].reshape(leaf.shape) * fan_in ** -0.5)
-            offset += leaf.size
-        elif name in ("scale", "var"):
-            out.append(jnp.ones(leaf.shape, jnp.float32))
-        else:
-            out.append(jnp.zeros(leaf.shape, jnp.float32))
-    return jax.tree_util.tree_unflatten(treedef, out)
-
-
 def create_state(model_config: ModelConfig, optim: OptimizerSpec, key: jax.Array,
                  variables: Optional[dict] = None) -> dict:
     """{"step", "params", "batch_stats", "opt_state"} (a plain pytree)."""
@@ -239,7 +173,7 @@ def predict_dataset(variables: dict, images_u8: np.ndarray, model_config: ModelC
 # ----------------------------------------------------------------------------- metrics
 
 def attribute_metrics(pre_tanh: np.ndarray, labels: np.ndarray,
-                      attributes: tuple[str, ...] = celeba.ATTRIBUTES) -> dict:
+                      attributes: tuple[str, ...] = ATTRIBUTES) -> dict:
     """Per-attribute validation metrics: arrays of length k, plus the mean MSE loss."""
     pre_tanh = np.asarray(pre_tanh, np.float64)
     labels = np.asarray(labels, np.float64)
@@ -284,46 +218,6 @@ def write_metrics_tables(metrics: dict, directory: str, stem: str = "metrics",
 
 
 # ----------------------------------------------------------------------------- checkpoints
-
-def checkpoint_directory(path: str) -> str:
-    """A working directory or its checkpoints/ folder -> the checkpoints folder."""
-    path = os.path.abspath(os.path.expanduser(path))
-    if os.path.exists(os.path.join(path, MODEL_CONFIG_FILE)):
-        return path
-    sub = os.path.join(path, CHECKPOINT_SUBDIR)
-    if os.path.exists(os.path.join(sub, MODEL_CONFIG_FILE)):
-        return sub
-    raise FileNotFoundError(
-        f"no CelebA-40 extractor checkpoint in {path}: expected {MODEL_CONFIG_FILE} there or in "
-        f"{CHECKPOINT_SUBDIR}/ (a working directory written by tlgan_jax.train_extractor)")
-
-
-def read_model_config(path: str) -> ModelConfig:
-    with open(os.path.join(checkpoint_directory(path), MODEL_CONFIG_FILE)) as f:
-        return ModelConfig.from_json(json.load(f))
-
-
-def _manager(ckpt_dir: str, keep: Optional[int] = None, read_only: bool = False):
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
-                                           read_only=read_only)
-    return ocp.CheckpointManager(ckpt_dir, options=options)
-
-
-def restore_variables(path: str, step: Optional[int] = None,
-                      model_config: Optional[ModelConfig] = None) -> tuple[dict, int]:
-    """{params, batch_stats} of a checkpoint (latest step unless given), and its step."""
-    ckpt_dir = checkpoint_directory(path)
-    model_config = model_config or read_model_config(ckpt_dir)
-    abstract = jax.eval_shape(functools.partial(init_variables, model_config),
-                              jax.random.key(0))
-    with _manager(ckpt_dir, read_only=True) as mngr:
-        step = mngr.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"{ckpt_dir} holds no checkpoint step")
-        restored = mngr.restore(step, args=ocp.args.Composite(
-            variables=ocp.args.StandardRestore(abstract)))
-    return device_arrays(restored["variables"]), int(step)
-
 
 def _save(mngr, state: dict, progress: dict):
     mngr.save(int(state["step"]), args=ocp.args.Composite(
@@ -405,7 +299,7 @@ def train_on_arrays(config: TrainConfig, train_data: celeba.CelebAArrays,
     key = jax.random.key(config.seed)
     resumed_from = None
     metrics = None
-    with _manager(ckpt_dir, keep=config.keep_checkpoints) as mngr:
+    with checkpoint_manager(ckpt_dir, keep=config.keep_checkpoints) as mngr:
         latest = mngr.latest_step()
         if latest is not None:
             abstract_state = jax.eval_shape(

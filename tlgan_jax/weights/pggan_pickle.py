@@ -15,8 +15,7 @@ import os
 
 import numpy as np
 
-from tlgan_jax.models.pggan import PgganConfig, params_from_variables
-from tlgan_jax.readers.safe_pickle import (CorruptPickleError, StateHolder,  # noqa: F401
+from tlgan_jax.weights.safe_pickle import (CorruptPickleError, StateHolder,  # noqa: F401
                                            UnsafePickleError, restricted_loads)
 
 try:  # NumPy 2
@@ -37,20 +36,17 @@ for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
     _ALLOWED[(_mod, "scalar")] = _multiarray.scalar
 
 _STATE_KEYS = ("name", "static_kwargs", "build_func_name", "variables")
-# G_paper's keyword defaults (networks.py) for keys a pickle may omit.
-_G_PAPER_DEFAULTS = dict(num_channels=1, label_size=0, fmap_base=8192, fmap_decay=1.0,
-                         fmap_max=512, latent_size=None, normalize_latents=True,
-                         use_wscale=True, use_pixelnorm=True, pixelnorm_epsilon=1e-8,
-                         use_leakyrelu=True, dtype="float32", fused_scale=True)
+
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class PgganNetwork:
-    """One `tfutil.Network` of the pickle (Gs): its state and the derived G_paper config."""
+    """One `tfutil.Network` of the pickle (Gs): its state. The G_paper config and the
+    parameters are derived from it by `tlgan_jax.generators.pggan.from_network`."""
     name: str
     static_kwargs: dict
     variables: dict          # TF name -> float32 np.ndarray ('lod' is 0-d)
-    config: PgganConfig
+    what: str = "pg-GAN pickle"   # where it came from, for error messages
     build_func_name: str = "G_paper"
     version: int | None = None
 
@@ -97,57 +93,6 @@ def _network(state, what: str) -> PgganNetwork:
         if arr is None or arr.dtype.kind != "f":
             raise PgganPickleError(f"{what}: variable {name!r} is not a floating-point array")
         variables[name] = arr.astype(np.float32)
-    config = config_from_state(kwargs, variables, what)
-    try:
-        params_from_variables(variables, config)  # checks every name and shape
-    except ValueError as e:
-        raise PgganPickleError(f"{what}: {e}") from None
     return PgganNetwork(name=str(state["name"]), static_kwargs=dict(kwargs),
-                        variables=variables, config=config,
+                        variables=variables, what=what,
                         build_func_name=state["build_func_name"], version=state.get("version"))
-
-
-def config_from_state(kwargs: dict, variables: dict, what: str = "pg-GAN pickle") -> PgganConfig:
-    """G_paper config from static_kwargs (defaults where absent) and the variable shapes."""
-    kw = {**_G_PAPER_DEFAULTS, **kwargs}
-    if kw["label_size"]:
-        raise PgganPickleError(f"{what}: conditional pg-GAN (label_size={kw['label_size']}) is not "
-                               f"supported; only unconditional networks (label_size 0, e.g. "
-                               f"CelebA-HQ) are")
-    if str(kw["dtype"]) != "float32":
-        raise PgganPickleError(f"{what}: only dtype float32 networks are supported, got "
-                               f"{kw['dtype']!r}")
-    for name in ("lod", "4x4/Dense/weight"):
-        if name not in variables:
-            raise PgganPickleError(f"{what}: Gs is missing the variable {name!r}")
-    lod = variables["lod"]
-    if lod.shape != ():
-        raise PgganPickleError(f"{what}: variable 'lod' must be a scalar, got shape {lod.shape}")
-    fused = any(n.endswith("/Conv0_up/weight") for n in variables)
-    if "fused_scale" in kwargs and bool(kwargs["fused_scale"]) != fused:
-        raise PgganPickleError(f"{what}: static_kwargs say fused_scale={kwargs['fused_scale']} "
-                               f"but the variables {'have' if fused else 'lack'} Conv0_up layers")
-    latent = variables["4x4/Dense/weight"].shape[0]
-    if kw["latent_size"] is not None and int(kw["latent_size"]) != latent:
-        raise PgganPickleError(f"{what}: latent_size {kw['latent_size']} does not match the "
-                               f"Dense weight's {latent} rows")
-    num_channels = kw["num_channels"]
-    if "ToRGB_lod0/bias" in variables:
-        num_channels = variables["ToRGB_lod0/bias"].shape[0]
-    try:
-        return PgganConfig(
-            resolution=int(kw["resolution"]) if "resolution" in kw else _resolution(variables),
-            num_channels=int(num_channels), latent_size=int(latent),
-            fmap_base=int(kw["fmap_base"]), fmap_decay=float(kw["fmap_decay"]),
-            fmap_max=int(kw["fmap_max"]), normalize_latents=bool(kw["normalize_latents"]),
-            use_wscale=bool(kw["use_wscale"]), use_pixelnorm=bool(kw["use_pixelnorm"]),
-            use_leakyrelu=bool(kw["use_leakyrelu"]),
-            pixelnorm_epsilon=float(kw["pixelnorm_epsilon"]), fused_scale=fused,
-            lod=float(lod))
-    except (TypeError, ValueError) as e:
-        raise PgganPickleError(f"{what}: invalid G_paper settings: {e}") from None
-
-
-def _resolution(variables: dict) -> int:
-    res = [int(n.split("x")[0]) for n in variables if n[0].isdigit() and "x" in n.split("/")[0]]
-    return max(res, default=4)

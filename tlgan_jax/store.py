@@ -18,6 +18,7 @@ are never reused (error), and shards of an older format (no hash) are recomputed
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -34,6 +35,19 @@ _RUN_KEYS = ("generator", "latent_dim", "generator_dtype", "extractors", "attrib
              "num", "shard_size")
 _LATER_KEYS = ("generator_dtype",)   # absent from manifests written before it was recorded
 _MAX_MANIFEST_BYTES = 16 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Samples:
+    """Latent/label pairs: z [N, d] float32, y [N, k] float32, one column per attribute."""
+    z: np.ndarray
+    y: np.ndarray
+    names: tuple[str, ...]
+    binary: tuple[bool, ...]
+    metadata: dict
+
+    def column(self, name: str) -> np.ndarray:
+        return self.y[:, self.names.index(name)]
 
 
 class ShardStoreError(RuntimeError):
@@ -202,7 +216,7 @@ class ShardStore:
         import jax
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
-            multihost_utils.sync_global_devices("tlgan_jax.shards.finish")
+            multihost_utils.sync_global_devices("tlgan_jax.store.finish")
         if jax.process_index() == 0:
             n = self.meta["num_shards"]
             missing = [i for i in range(n) if not self.path(i).exists()]
@@ -213,7 +227,7 @@ class ShardStore:
             atomic_write(self.root / MANIFEST, json.dumps(manifest, indent=1).encode())
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
-            multihost_utils.sync_global_devices("tlgan_jax.shards.finished")
+            multihost_utils.sync_global_devices("tlgan_jax.store.finished")
 
     def load_all(self) -> tuple[np.ndarray, np.ndarray]:
         parts = [self._read(i) for i in range(self.meta["num_shards"])]
@@ -221,8 +235,7 @@ class ShardStore:
 
 
 def load_samples(root: str | Path):
-    """Samples of a finished run directory (see `sampling.Samples`)."""
-    from tlgan_jax.sampling import Samples
+    """Samples of a finished run directory."""
     root = Path(root)
     path = root / MANIFEST
     if not path.exists():

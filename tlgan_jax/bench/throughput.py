@@ -24,7 +24,8 @@ import numpy as np
 from tlgan_jax.extractors import Extractor
 from tlgan_jax.generators import Generator
 from tlgan_jax.sampling import Sampler
-from tlgan_jax.zoo import load_extractor, load_generator
+from tlgan_jax.extractors import load_extractor
+from tlgan_jax.generators import load_generator
 
 DTYPES = ("float32", "bfloat16")
 BF16_RMS_TOL = 2e-2      # bf16 keeps 8 significant bits: 2^-8 ≈ 4e-3 per rounding, ~20 layers
@@ -35,7 +36,7 @@ Models = tuple[Generator, list[Extractor]]
 
 
 def load_models(generator: str, extractors: Sequence[str], dtype: str = "float32") -> Models:
-    """The generator and extractors for zoo names; dtype 'bfloat16' takes the generator's fast
+    """The generator and extractors for registry names; dtype 'bfloat16' takes the generator's fast
     path. Load once per dtype and build a `Sampler(*models, batch_size=b)` per batch size."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")

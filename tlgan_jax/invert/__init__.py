@@ -13,43 +13,27 @@ Optional per-photo refinement (pivotal tuning, Roich et al. 2022): with ẑ fixe
 generator's parameters θ for that photo on the pixel terms plus w_anchor · mean((θ − θ₀)²)
 (keeps G near the original, so edits still work). The refined θ is returned with the result
 (`Inversion.params`); render with `gen.apply(result.params_for(i), z)`.
-Quality: `psnr` (on [0, 1] images, dB) and `ssim` (Wang et al. 2004: Gaussian window σ=1.5,
-11×11, K1=0.01, K2=0.03, per channel then averaged; equals scikit-image's
-structural_similarity(gaussian_weights=True, use_sample_covariance=False, data_range=1)).
+Quality: `metrics.psnr` and `metrics.ssim`. Photos are decoded and framed by `photos`.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-import io
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tlgan_jax.extractors import Extractor, as_extractor, check_images, stack_scores
-from tlgan_jax.generators import Generator, to_uint8
+from tlgan_jax.generators import Generator
+from tlgan_jax.invert.photos import (MAX_PHOTO_PIXELS, PhotoError, detect_face, frame_face,
+                                    load_photo)
+from tlgan_jax.metrics import psnr, ssim
 
-# Photos: limits on what `load_photo` decodes (a decompression bomb is refused before decoding).
-MAX_PHOTO_PIXELS = 40_000_000
-# Framing of the embedded DigiFace generator relative to a face detector's box (w = box side):
-# the crop is a square of side FRAME_SCALE·w centred FRAME_SHIFT·w below the box centre.
-FRAME_SCALE = 1.3
-FRAME_SHIFT = 0.05
-
-
-class PhotoError(ValueError):
-    """A photo that cannot be used. reason: "not_image" (unreadable / not an image),
-    "too_large" (over the pixel limit) or "invalid" (anything else: shape, box, …)."""
-
-    def __init__(self, message: str, reason: str = "invalid"):
-        super().__init__(message)
-        self.reason = reason
-
+__all__ = ["MAX_PHOTO_PIXELS", "Inversion", "InversionConfig", "Inverter", "PhotoError",
+           "detect_face", "frame_face", "invert", "invert_photo", "load_photo", "psnr", "ssim"]
 
 # ----------------------------------------------------------------------------- configuration
 
@@ -104,232 +88,6 @@ class Inversion:
     def params_for(self, i: int) -> Any:
         """Generator parameters for photo i (refined ones, or None without refinement)."""
         return None if self.params is None else self.params[i]
-
-
-# ----------------------------------------------------------------------------- metrics
-
-def _unit(images) -> jax.Array:
-    return jnp.clip((jnp.asarray(images, jnp.float32) + 1.0) * 0.5, 0.0, 1.0)
-
-
-def psnr(images, targets) -> np.ndarray:
-    """PSNR in dB per image of [-1, 1] NHWC images, computed on [0, 1] (clipped) values."""
-    a, b = _unit(images), _unit(targets)
-    mse = jnp.mean(jnp.square(a - b), axis=(1, 2, 3))
-    return np.asarray(-10.0 * jnp.log10(jnp.maximum(mse, 1e-12)))
-
-
-def _gaussian_window(sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:
-    r = int(truncate * sigma + 0.5)
-    x = np.arange(-r, r + 1, dtype=np.float64)
-    w = np.exp(-0.5 * (x / sigma) ** 2)
-    return (w / w.sum()).astype(np.float32)
-
-
-def ssim(images, targets) -> np.ndarray:
-    """SSIM per image (Wang et al. 2004; see the module doc) of [-1, 1] NHWC images."""
-    a, b = _unit(images), _unit(targets)
-    w = jnp.asarray(_gaussian_window())
-    k = w.shape[0]
-    if a.shape[1] < k or a.shape[2] < k:
-        raise ValueError(f"ssim needs images of at least {k}×{k}, got {a.shape[1:3]}")
-
-    def blur(x):                                   # separable 'valid' Gaussian filter, NHWC
-        n, h, wd, c = x.shape
-        x = jnp.moveaxis(x, -1, 1).reshape(n * c, 1, h, wd)
-        x = jax.lax.conv(x, w.reshape(1, 1, k, 1), (1, 1), "VALID",
-                         precision=jax.lax.Precision.HIGHEST)
-        x = jax.lax.conv(x, w.reshape(1, 1, 1, k), (1, 1), "VALID",
-                         precision=jax.lax.Precision.HIGHEST)
-        return x.reshape(n, c, *x.shape[2:])
-
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    ux, uy = blur(a), blur(b)
-    vx = blur(a * a) - ux * ux
-    vy = blur(b * b) - uy * uy
-    vxy = blur(a * b) - ux * uy
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    return np.asarray(jnp.mean(s, axis=(1, 2, 3)))
-
-
-# ----------------------------------------------------------------------------- photos
-
-def _open_image(source) -> tuple[Image.Image, str]:
-    """Pillow's lazy open (reads the header only) of a path or raw bytes: (image, name)."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        if not data:
-            raise PhotoError("the photo is empty (0 bytes)", "not_image")
-        stream, what = io.BytesIO(data), "the upload"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise PhotoError(f"no such photo file: {path}")
-        stream, what = io.BytesIO(path.read_bytes()), str(path)
-    try:
-        return Image.open(stream), what
-    except Image.DecompressionBombError as e:
-        raise PhotoError(f"{what} is too large: {e}", "too_large") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise PhotoError(f"{what} is not an image that Pillow can read (PNG, JPEG, WebP, "
-                         f"…)", "not_image") from None
-
-
-def _check_size(img: Image.Image, max_pixels: int) -> None:
-    w, h = img.size
-    if w * h > max_pixels:
-        raise PhotoError(f"the photo is {w}×{h} = {w * h / 1e6:.1f} megapixels; the limit is "
-                         f"{max_pixels / 1e6:g} megapixels", "too_large")
-    if w < 8 or h < 8:
-        raise PhotoError(f"the photo is only {w}×{h} pixels; at least 8×8 is needed")
-
-
-def check_photo_header(source, *, max_pixels: int = MAX_PHOTO_PIXELS) -> None:
-    """The checks of `load_photo` that need only the file's header (readable image, size
-    limits), without decoding the pixels; raises PhotoError."""
-    img, _ = _open_image(source)
-    with img:
-        _check_size(img, max_pixels)
-
-
-def load_photo(source, *, max_pixels: int = MAX_PHOTO_PIXELS) -> np.ndarray:
-    """A photo as uint8 RGB [H, W, 3] from a path, raw file bytes, a PIL image or an array
-    (uint8 or [-1, 1] float, [H, W, 3] or [H, W]). EXIF orientation is applied; 16-bit grey
-    is scaled to 8 bits. Raises PhotoError for anything that is not a readable image or has
-    more than max_pixels pixels."""
-    if isinstance(source, np.ndarray):
-        return _array_photo(source)
-    if isinstance(source, Image.Image):
-        img, what = source, "the photo"
-    else:
-        img, what = _open_image(source)
-    _check_size(img, max_pixels)
-    try:
-        img = ImageOps.exif_transpose(img)
-        return _rgb8(img, what)
-    except Image.DecompressionBombError as e:
-        raise PhotoError(f"the photo is too large: {e}", "too_large") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
-        raise PhotoError(f"the photo could not be decoded: {e}", "not_image") from None
-    finally:
-        if not isinstance(source, Image.Image):
-            img.close()
-
-
-def _rgb8(img: Image.Image, what: str) -> np.ndarray:
-    """uint8 RGB [H, W, 3] of a decoded image. 16-bit grey (Pillow modes I;16*, or I with
-    values in 0..65535) is scaled to 8 bits, v8 = round(v16 / 257), instead of Pillow's clip
-    to 255 (which turns a 16-bit photo white); float images are refused (not_image)."""
-    if img.mode.startswith("I;16") or img.mode == "I":
-        v = np.asarray(img)
-        if v.ndim != 2 or (v.size and (v.min() < 0 or v.max() > 65535)):
-            raise PhotoError(f"{what} has 32-bit integer pixels ({img.mode}); save it as an "
-                             f"8- or 16-bit PNG or a JPEG", "not_image")
-        grey = np.round(v.astype(np.float32) / 257.0).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=-1)
-    if img.mode == "F":
-        raise PhotoError(f"{what} has floating-point pixels (mode F); save it as an 8- or "
-                         f"16-bit PNG or a JPEG", "not_image")
-    return np.asarray(img.convert("RGB"), np.uint8)
-
-
-def _array_photo(a: np.ndarray) -> np.ndarray:
-    if a.ndim == 2:
-        a = np.repeat(a[..., None], 3, axis=-1)
-    if a.ndim != 3 or a.shape[-1] not in (3, 4):
-        raise PhotoError(f"a photo array must be [H, W, 3] (or [H, W] grey), got shape {a.shape}")
-    a = a[..., :3]
-    if a.dtype == np.uint8:
-        return a
-    if not np.issubdtype(a.dtype, np.floating) or not np.all(np.isfinite(a)):
-        raise PhotoError("a photo array must be uint8 or finite float in [-1, 1]")
-    return to_uint8(a)
-
-
-def detect_face(photo: np.ndarray) -> tuple[float, float, float] | None:
-    """The largest frontal face in a uint8 photo as (centre x, centre y, side) in pixels, or
-    None (no face, or scikit-image not installed). Uses scikit-image's LBP cascade on a copy
-    at most 480 px wide; detections overlapping the largest one are averaged."""
-    try:
-        from skimage import data as skdata
-        from skimage.feature import Cascade
-    except ImportError:
-        return None
-    h, w = photo.shape[:2]
-    scale = min(1.0, 480.0 / max(h, w))
-    small = photo if scale == 1.0 else np.asarray(
-        Image.fromarray(photo).resize((max(1, round(w * scale)), max(1, round(h * scale))),
-                                      Image.BILINEAR))
-    side = min(small.shape[:2])
-    detector = Cascade(skdata.lbp_frontal_face_cascade_filename())
-    found = detector.detect_multi_scale(img=small, scale_factor=1.2, step_ratio=1,
-                                        min_size=(max(24, side // 10),) * 2,
-                                        max_size=(side, side))
-    if not found:
-        return None
-    boxes = np.array([[d["c"], d["r"], d["width"], d["height"]] for d in found], np.float64)
-    big = boxes[np.argmax(boxes[:, 2] * boxes[:, 3])]
-
-    def overlap(b):                               # intersection over the smaller box
-        ix = max(0.0, min(b[0] + b[2], big[0] + big[2]) - max(b[0], big[0]))
-        iy = max(0.0, min(b[1] + b[3], big[1] + big[3]) - max(b[1], big[1]))
-        return ix * iy / min(b[2] * b[3], big[2] * big[3])
-
-    group = boxes[[overlap(b) > 0.5 for b in boxes]]
-    x, y, bw, bh = group.mean(axis=0) / scale
-    return float(x + bw / 2), float(y + bh / 2), float(max(bw, bh))
-
-
-def frame_face(photo, resolution: int, *, box: Sequence[float] | None = None,
-               framing: str = "auto", max_pixels: int = MAX_PHOTO_PIXELS
-               ) -> tuple[np.ndarray, dict]:
-    """Crop and resize a photo to the generator's framing: ([R, R, 3] float32 in [-1, 1], info).
-
-    box: (left, top, right, bottom) in pixels, used as given (then framing is ignored);
-    framing: "auto" (detect a face and frame it like the DigiFace faces: a square of side
-    FRAME_SCALE·w around the detected box; the centre square when no face is found),
-    "center" (the largest centred square) or "full" (the whole photo, squashed to a square).
-    Parts of the crop outside the photo repeat its edge pixels. A box of more than max_pixels
-    pixels, or one far outside the photo, is refused. info: {"framing": what was
-    done ("box", "detected", "center" or "full"), "box": [left, top, right, bottom]}.
-    """
-    photo = load_photo(photo, max_pixels=max_pixels)
-    h, w = photo.shape[:2]
-    if box is not None:
-        box = [float(v) for v in box]
-        if len(box) != 4 or not all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
-            raise PhotoError(f"box must be (left, top, right, bottom) with right > left and "
-                             f"bottom > top, got {box}")
-        how = "box"
-    elif framing == "full":
-        box, how = [0.0, 0.0, float(w), float(h)], "full"
-    elif framing in ("auto", "center"):
-        face = detect_face(photo) if framing == "auto" else None
-        if face is not None:
-            cx, cy, side = face
-            cy += FRAME_SHIFT * side
-            side *= FRAME_SCALE
-            how = "detected"
-        else:
-            cx, cy, side, how = w / 2, h / 2, float(min(w, h)), "center"
-        box = [cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]
-    else:
-        raise PhotoError(f"framing must be 'auto', 'center' or 'full', got {framing!r}")
-    left, top, right, bottom = (int(round(v)) for v in box)
-    if max(0, -left, -top, right - w, bottom - h) > 4 * max(w, h):
-        raise PhotoError(f"box {box} lies far outside the {w}×{h} photo")
-    if (right - left) * (bottom - top) > max_pixels:
-        raise PhotoError(f"box {box} covers {(right - left) * (bottom - top) / 1e6:.1f} "
-                         f"megapixels; the limit is {max_pixels / 1e6:g} megapixels",
-                         "too_large")
-    # crop[i, j] = photo[clip(top + i), clip(left + j)]: the edge-padded crop, built from the
-    # rows and columns inside the photo only (memory: the crop, never a padded photo)
-    rows = np.clip(np.arange(top, bottom), 0, h - 1)
-    cols = np.clip(np.arange(left, right), 0, w - 1)
-    crop = photo[rows[:, None], cols[None, :]]
-    out = np.asarray(Image.fromarray(crop).resize((resolution, resolution), Image.LANCZOS),
-                     np.float32)
-    return out / 127.5 - 1.0, {"framing": how, "box": [left, top, right, bottom]}
 
 
 # ----------------------------------------------------------------------------- inversion

@@ -28,6 +28,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+# Bump when a converter changes, so stale cached parameters are not reused.
+CONVERSION_VERSION = "v1"
+
+
 class AssetError(RuntimeError):
     """A pinned asset could not be fetched, verified or read; the message says what to do."""
 

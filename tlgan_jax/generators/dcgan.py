@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tlgan_jax.readers.torch_zip import load_torch_zip
+from tlgan_jax.weights.torch_zip import load_torch_zip
 
 LATENT_DIM = 100
 RESOLUTION = 64

@@ -10,6 +10,8 @@ NumPy: exact, and no compilation per array shape.
 """
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -77,3 +79,49 @@ def cosine_to_truth_from_split_half(split_half_cos) -> np.ndarray:
     s = np.asarray(split_half_cos, np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(s > 0, (1.0 + (1.0 / s - 1.0) / 2.0) ** -0.5, np.nan)
+
+
+# ----------------------------------------------------------------------------- images
+
+def _unit(images) -> jax.Array:
+    return jnp.clip((jnp.asarray(images, jnp.float32) + 1.0) * 0.5, 0.0, 1.0)
+
+
+def psnr(images, targets) -> np.ndarray:
+    """PSNR in dB per image of [-1, 1] NHWC images, computed on [0, 1] (clipped) values."""
+    a, b = _unit(images), _unit(targets)
+    mse = jnp.mean(jnp.square(a - b), axis=(1, 2, 3))
+    return np.asarray(-10.0 * jnp.log10(jnp.maximum(mse, 1e-12)))
+
+
+def _gaussian_window(sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:
+    r = int(truncate * sigma + 0.5)
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    w = np.exp(-0.5 * (x / sigma) ** 2)
+    return (w / w.sum()).astype(np.float32)
+
+
+def ssim(images, targets) -> np.ndarray:
+    """SSIM per image (Wang et al. 2004; see the module doc) of [-1, 1] NHWC images."""
+    a, b = _unit(images), _unit(targets)
+    w = jnp.asarray(_gaussian_window())
+    k = w.shape[0]
+    if a.shape[1] < k or a.shape[2] < k:
+        raise ValueError(f"ssim needs images of at least {k}×{k}, got {a.shape[1:3]}")
+
+    def blur(x):                                   # separable 'valid' Gaussian filter, NHWC
+        n, h, wd, c = x.shape
+        x = jnp.moveaxis(x, -1, 1).reshape(n * c, 1, h, wd)
+        x = jax.lax.conv(x, w.reshape(1, 1, k, 1), (1, 1), "VALID",
+                         precision=jax.lax.Precision.HIGHEST)
+        x = jax.lax.conv(x, w.reshape(1, 1, 1, k), (1, 1), "VALID",
+                         precision=jax.lax.Precision.HIGHEST)
+        return x.reshape(n, c, *x.shape[2:])
+
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    ux, uy = blur(a), blur(b)
+    vx = blur(a * a) - ux * ux
+    vy = blur(b * b) - uy * uy
+    vxy = blur(a * b) - ux * uy
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return np.asarray(jnp.mean(s, axis=(1, 2, 3)))

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tlgan_jax.readers.onnx_weights import OnnxFormatError, OnnxGraph, read_onnx
+from tlgan_jax.weights.onnx import OnnxFormatError, OnnxGraph, read_onnx
 
 # Constants from the bundle's manifest.json (models.*.input.normalization, labels, age_weights).
 MEAN_RGB = (122.781998, 117.000999, 104.297997)
