@@ -79,7 +79,10 @@ def load_photo(source, *, max_pixels: int = MAX_PHOTO_PIXELS) -> np.ndarray:
         img, what = _open_image(source)
     _check_size(img, max_pixels)
     try:
-        img = ImageOps.exif_transpose(img)
+        if isinstance(source, Image.Image):
+            img = ImageOps.exif_transpose(img)             # a copy: the caller's stays as is
+        else:
+            ImageOps.exif_transpose(img, in_place=True)    # no copy of a large photo
         return _rgb8(img, what)
     except Image.DecompressionBombError as e:
         raise PhotoError(f"the photo is too large: {e}", "too_large") from None
@@ -104,7 +107,7 @@ def _rgb8(img: Image.Image, what: str) -> np.ndarray:
     if img.mode == "F":
         raise PhotoError(f"{what} has floating-point pixels (mode F); save it as an 8- or "
                          f"16-bit PNG or a JPEG", "not_image")
-    return np.asarray(img.convert("RGB"), np.uint8)
+    return np.asarray(img if img.mode == "RGB" else img.convert("RGB"), np.uint8)
 
 
 def _array_photo(a: np.ndarray) -> np.ndarray:

@@ -156,7 +156,9 @@ class RequestGuard:
     - a request other than GET/HEAD/OPTIONS is refused with 403 when `Sec-Fetch-Site` is
       "cross-site" or "same-site", or when `Origin` is present and its host[:port] is not
       the request's Host (an opaque "null" Origin included);
-    - POST /api/invert while the inversion queue is full: 503 with Retry-After (unread).
+    - POST /api/invert: served only while fewer than the inversion queue's capacity (the
+      running upload + Limits.invert_queue) are being served, else 503 with Retry-After and
+      the body left unread; so at most that many upload bodies are in memory at once.
     Requests without Origin / Sec-Fetch-Site (scripts on the machine) pass the second check."""
 
     SAFE = ("GET", "HEAD", "OPTIONS")
@@ -189,16 +191,23 @@ class RequestGuard:
                 return _json_refusal(403, f"cross-origin request refused (Origin {origin!r} is "
                                           f"not this editor, {raw_host}): only the editor's "
                                           f"own page may change its state")
-        if scope["path"] == "/api/invert" and self.editor.invert_busy():
-            e = self.editor.busy_error()
-            return _json_refusal(e.status, str(e), e.headers)
         return None
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            response = self.refusal(scope)
-            if response is not None:
-                return await response(scope, receive, send)
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        response = self.refusal(scope)
+        if response is None and scope["method"] == "POST" and scope["path"] == "/api/invert":
+            if not self.editor.admit_upload():           # the queue is full: body left unread
+                e = self.editor.busy_error()
+                response = _json_refusal(e.status, str(e), e.headers)
+            else:
+                try:
+                    return await self.app(scope, receive, send)
+                finally:
+                    self.editor.release_upload()
+        if response is not None:
+            return await response(scope, receive, send)
         return await self.app(scope, receive, send)
 
 

@@ -161,6 +161,7 @@ class Editor:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._capacity = 1 + int(limits.invert_queue)    # the running upload + those waiting
         self._pending = 0                                # uploads submitted and not finished
+        self._admitted = 0                               # upload requests being served (HTTP)
         self._worker: threading.Thread | None = None
         self._jobs_lock = threading.Lock()
         self._last_invert_s = 0.0
@@ -300,16 +301,27 @@ class Editor:
         except PhotoError as e:
             raise _photo_error(e) from None
 
-    def invert_busy(self) -> bool:
-        """True when a new upload would be refused now (the running one plus a full queue)."""
-        return self._pending >= self._capacity
+    def admit_upload(self) -> bool:
+        """Reserve one of the queue's places for an upload request before its body is read
+        (the web app's guard); False when all are taken. Pair with `release_upload()`. This
+        bounds the upload bodies held in memory at once to the queue's capacity."""
+        with self._jobs_lock:
+            if self._admitted >= self._capacity:
+                return False
+            self._admitted += 1
+            return True
+
+    def release_upload(self) -> None:
+        with self._jobs_lock:
+            self._admitted -= 1
 
     def busy_error(self) -> EditorError:
         """The 503 for an upload while the queue is full (Retry-After: the expected wait)."""
-        retry = max(1, math.ceil((self._last_invert_s or 10.0) * max(1, self._pending)))
-        return EditorError(f"the editor is busy inverting photos ({self._pending} running or "
-                           f"waiting, at most {self._capacity}); try again in about {retry} s",
-                           503, {"Retry-After": str(retry)})
+        busy = max(self._pending, self._admitted, 1)
+        retry = max(1, math.ceil((self._last_invert_s or 10.0) * busy))
+        return EditorError(f"the editor is busy inverting photos ({busy} running or waiting, "
+                           f"at most {self._capacity}); try again in about {retry} s", 503,
+                           {"Retry-After": str(retry)})
 
     def _job_done(self, _future) -> None:
         with self._jobs_lock:

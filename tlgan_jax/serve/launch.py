@@ -50,6 +50,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--feature_weight", type=float, default=InversionConfig.feature_weight,
                    help="weight of the extractor-score loss in the inversion")
     p.add_argument("--max_upload_mb", type=float, default=10.0)
+    p.add_argument("--invert_queue", type=int, default=Limits.invert_queue,
+                   help="uploads that may wait behind the one being inverted; more get 503")
     p.add_argument("--no_warm_invert", action="store_true",
                    help="do not compile the inversion at start (the first upload does)")
     p.add_argument("--benchmark", type=int, default=0, metavar="N",
@@ -133,7 +135,10 @@ def benchmark(editor: Editor, n: int = 200, seed: int = 0) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
+    if args.invert_queue < 0:
+        raise SystemExit("python -m tlgan_jax.serve: --invert_queue must be >= 0")
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+                    invert_queue=args.invert_queue)
     try:
         cfg = InversionConfig(steps=args.invert_steps, restarts=args.invert_restarts,
                               init_pool=max(256, args.invert_restarts),
