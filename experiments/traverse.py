@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from tlgan_jax.axes import Axes
+from tlgan_jax.axes import Axes, models_named_by_axes
 from tlgan_jax.editing import edit_directions, render_traversal
 from tlgan_jax.plots import image_grid, save_png
 from tlgan_jax.generators import load_generator
@@ -57,7 +57,8 @@ def parse_layers(text: str | None, num_ws: int) -> list[int] | None:
 def main(argv):
     del argv
     axes = Axes.load(FLAGS.axes)
-    gen = load_generator(FLAGS.generator or axes.metadata["generator"])
+    gen_name, _ = models_named_by_axes(axes.metadata, FLAGS.axes, FLAGS.generator, ())
+    gen = load_generator(gen_name)
     gen = gen.in_space(axes.latent_space)   # refuses w / w+ axes for a generator with only z
     axes.check_generator(gen)
     layers = None

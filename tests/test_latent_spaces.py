@@ -167,6 +167,7 @@ def test_tiny32_stylegan2_job_in_w_and_the_traverse_cli(tmp_path):
     json.loads((tmp_path / "run" / "summary.json").read_text())
     out = subprocess.run([sys.executable, str(ROOT / "experiments" / "traverse.py"),
                           f"--axes={tmp_path / 'run' / 'axes.npz'}", f"--out={tmp_path / 'tr'}",
+                          f"--generator=stylegan2:{pkl}",   # a file is opened only when named
                           "--layers=0:4", "--faces=2", "--steps=-1,1"],
                          capture_output=True, text=True, timeout=600,
                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
@@ -174,6 +175,7 @@ def test_tiny32_stylegan2_job_in_w_and_the_traverse_cli(tmp_path):
     assert (tmp_path / "tr" / "traversal_bright.png").is_file()
     bad = subprocess.run([sys.executable, str(ROOT / "experiments" / "traverse.py"),
                           f"--axes={tmp_path / 'run' / 'axes.npz'}", "--layers=4",
+                          f"--generator=stylegan2:{pkl}",
                           f"--out={tmp_path / 'tr2'}"],
                          capture_output=True, text=True, timeout=600,
                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
@@ -188,7 +190,7 @@ def test_editor_serves_w_axes(tmp_path):
     v = np.random.default_rng(0).standard_normal((32, 1))
     Axes.from_vectors(v, ("a",), metadata={"latent_space": "w", "generator": gen.name,
                                             "extractors": []}).save(tmp_path / "axes.npz")
-    editor = build_editor(str(tmp_path / "axes.npz"), extractors=["gender"])
+    editor = build_editor(str(tmp_path / "axes.npz"), generator=gen.name, extractors=["gender"])
     assert editor.gen.latent_space == "w" and editor.gen.latent_dim == 32
     w, _ = editor.random_latent(3)
     np.testing.assert_allclose(w, np.asarray(gen.encode(gen.sample_latents(

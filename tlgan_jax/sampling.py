@@ -115,7 +115,17 @@ class Sampler:
         num_shards = -(-num // shard_size)
         meta = dict(self.metadata, seed=int(seed), num=int(num), shard_size=int(shard_size),
                     num_shards=num_shards)
-        store = shard_io.ShardStore(out_dir, meta) if out_dir is not None else None
+        store = (shard_io.ShardStore(out_dir, meta, process=proc, processes=n_proc)
+                 if out_dir is not None else None)
+        try:
+            return self._run(store, meta, seed, progress, n_proc, proc)
+        finally:
+            if store is not None:
+                store.close()
+
+    def _run(self, store, meta: dict, seed: int, progress: bool, n_proc: int,
+             proc: int) -> Samples:
+        num, shard_size, num_shards = meta["num"], meta["shard_size"], meta["num_shards"]
         mine = [i for i in range(num_shards) if i % n_proc == proc]
         todo = [i for i in mine if store is None or not store.has(i)]
         key = jax.random.key(seed)

@@ -31,12 +31,16 @@ from tlgan_jax.extractors.core import (Extractor, FaceDescriptor, as_extractor, 
 
 from tlgan_jax.weights import pinned
 
-__all__ = ["EMBEDDED_EXTRACTORS", "EQUIVALENT_ATTRIBUTES", "EXTRACTOR_FAMILIES", "Extractor",
+__all__ = ["BUILTIN_EXTRACTORS", "EMBEDDED_EXTRACTORS", "EQUIVALENT_ATTRIBUTES",
+           "EXTRACTOR_FAMILIES", "Extractor",
            "FaceDescriptor", "as_extractor", "check_images", "custom_extractor",
            "default_judges", "descriptor_distance", "identity_kept", "load_extractor",
            "load_face_descriptor", "resize_antialiased", "stack_scores", "to_grey"]
 
 EMBEDDED_EXTRACTORS = ("gender", "age", "emotion")
+# Loaded by name alone (pinned weights or random), reading no file the name points to.
+BUILTIN_EXTRACTORS = ("gender", "age", "emotion", "fa_age_gender", "fa_expression",
+                      "celeba40-random")
 # The embedded extractor families: nets of one family never judge each other's axes.
 EXTRACTOR_FAMILIES = {"cydral_fer": ("gender", "age", "emotion"),
                       "faceapi": ("fa_age_gender", "fa_expression")}

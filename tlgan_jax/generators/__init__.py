@@ -13,6 +13,7 @@ parameters of the pinned weights are cached with orbax (`weights.pinned.cached_p
 """
 from __future__ import annotations
 
+
 import jax
 import jax.numpy as jnp
 
@@ -22,10 +23,11 @@ from tlgan_jax.weights import pinned
 from tlgan_jax.weights.pggan_pickle import load_pggan_pickle
 from tlgan_jax.weights.stylegan2_pickle import load_stylegan2_pickle
 
-__all__ = ["EMBEDDED_GENERATOR", "LATENT_PRIORS", "Generator", "WSpace", "load_generator",
-           "to_uint8"]
+__all__ = ["BUILTIN_GENERATORS", "EMBEDDED_GENERATOR", "LATENT_PRIORS", "Generator", "WSpace",
+           "load_generator", "to_uint8"]
 
 EMBEDDED_GENERATOR = "digiface64"
+BUILTIN_GENERATORS = ("digiface64", "pggan1024", "stylegan2-1024")      # loaded by name alone, reading no file
 
 
 def _digiface64() -> Generator:
