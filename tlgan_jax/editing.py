@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tlgan_jax.axes import DEGENERATE_TOL, Axes
+from tlgan_jax.axes import Axes, orthogonal_to_others
 from tlgan_jax.generators import Generator
 
 
@@ -99,30 +99,6 @@ class EditReport:
                 "success_down": dict(zip(self.names, map(float, self.success_down))),
                 "entanglement": {a: dict(zip(self.scored, map(float, row)))
                                  for a, row in zip(self.names, self.entanglement)}}
-
-
-def orthogonal_to_others(axes: Axes, names: Sequence[str] | None = None,
-                         strict: bool = True) -> np.ndarray:
-    """[d, k]: the axis of each of `names` with its projection on the span of every other axis
-    removed, re-normalised (TL-GAN's lock of all the others). The span is taken by rank (SVD),
-    so repeated or dependent other axes are fine. An axis inside that span raises ValueError,
-    or with `strict=False` leaves its column NaN."""
-    names = tuple(names or axes.names)
-    d = np.asarray(axes.directions, np.float64)
-    out = np.full((d.shape[0], len(names)), np.nan, np.float32)
-    for j, a in enumerate(names):
-        i = axes.names.index(a)
-        u, s, _ = np.linalg.svd(np.delete(d, i, axis=1), full_matrices=False)
-        basis = u[:, s > DEGENERATE_TOL * s[0]] if s.size and s[0] > 0 else u[:, :0]
-        n = d[:, i] / np.linalg.norm(d[:, i])
-        r = n - basis @ (basis.T @ n)
-        norm = np.linalg.norm(r)
-        if norm > DEGENERATE_TOL:
-            out[:, j] = r / norm
-        elif strict:
-            raise ValueError(f"axis {a!r} lies in the span of the other axes; nothing is left "
-                             f"after locking them")
-    return out
 
 
 def scores_after_edits(label: Label, z: np.ndarray, directions: np.ndarray,

@@ -52,7 +52,8 @@ import jax
 import numpy as np
 
 from tlgan_jax.axes import jsonable
-from tlgan_jax.editing import edit_effects, orthogonal_to_others, scores_after_edits
+from tlgan_jax.axes import orthogonal_to_others
+from tlgan_jax.editing import edit_effects, scores_after_edits
 from tlgan_jax.fit import clip_logits, fit_axes, method_targets, metrics
 
 SUPERVISED = ("ols", "logistic", "svm")
