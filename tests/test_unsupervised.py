@@ -92,7 +92,7 @@ def dcgan_first_layer_only(seed=0):
     k1, k2 = jax.random.split(jax.random.key(seed))
     params = {"project": {"kernel": 0.02 * jax.random.normal(k1, (100, 4, 4, 512)),
                           "bias": 0.1 * jax.random.normal(k2, (512,))}}
-    return Generator("dcgan-random", dcgan.LATENT_DIM, 64, params, dcgan.apply)
+    return dcgan.as_generator(params, name="dcgan-random")
 
 
 def test_dcgan_hooks_read_the_first_layer():
@@ -125,8 +125,10 @@ def test_pggan_hooks_read_the_first_layer():
 
 def test_unknown_generator_layout_and_bad_inputs_raise_clear_errors():
     gen = Generator("toy", 4, 8, {"w": jnp.zeros((4, 8))}, lambda p, z: z)
-    with pytest.raises(ValueError, match="unknown parameter layout"):
+    with pytest.raises(ValueError, match="'toy' has no 'first_layer' hook.*pass weight="):
         un.first_layer_weight(gen)
+    with pytest.raises(ValueError, match="'toy' has no 'features' hook.*pass features="):
+        un.first_layer_features(gen)
     z = np.zeros((10, 4), np.float32)
     y = np.zeros((10, 1), np.float32)
     masks = np.ones((1, 10))

@@ -25,9 +25,8 @@ EMBEDDED_GENERATOR = "digiface64"
 def _digiface64() -> Generator:
     path = pinned.asset_path("gan-face-generate", "gan_face_generate/weights.tar")
     params = pinned.cached_params(f"digiface64-{pinned.CONVERSION_VERSION}", lambda: dcgan.load(path))
-    return Generator(name="digiface64", latent_dim=dcgan.LATENT_DIM, resolution=64,
-                     params=params, apply=dcgan.apply, latent_prior="normal",
-                     info={"source": "gan-face-generate==1.1.1 weights.tar (DCGAN, DigiFace-1M)"})
+    return dcgan.as_generator(params, name="digiface64", info={
+        "source": "gan-face-generate==1.1.1 weights.tar (DCGAN, DigiFace-1M)"})
 
 
 def _pggan_kwargs(fast: bool) -> dict:

@@ -3,6 +3,17 @@
 A `Generator` holds `params` (a pytree) and `apply(params, z) -> images` (pure, jittable,
 NHWC float32 in nominal [-1, 1], unclipped). Calling it validates the latents and runs the
 jitted function; `apply` and `params` stay available for `jax.jit`/`vmap`/sharding.
+
+Hooks for the unsupervised baselines (tlgan_jax.fit.unsupervised), optional, set by the
+generator's builder (a new generator family adds them in its own module):
+  first_layer(params) -> W [latent_dim, m]     the first layer is linear in the latent,
+        h = z·W (+ bias), before any nonlinearity (SeFa: eigenvectors of Ŵ Ŵᵀ, Ŵ = W with
+        unit columns; any per-column scale folded into W does not matter);
+  features(params, z) -> [N, m]                an intermediate activation, flattened, for the
+        latents z [N, latent_dim] as `apply` takes them (GANSpace: PCA of it, regressed back
+        to z). Pure and jittable.
+Without them `fit_axes(method="sefa"/"ganspace", generator=gen)` raises and asks for
+weight= / features= / directions= instead.
 """
 from __future__ import annotations
 
@@ -23,6 +34,7 @@ class Generator:
 
     latent_prior: "normal" (z ~ N(0, I), used as is) or "normal_pixelnorm" (z ~ N(0, I) but
     the network pixel-normalises it first, so only the direction of z matters; pg-GAN).
+    first_layer, features: the optional hooks of the module doc.
     """
     name: str
     latent_dim: int
@@ -31,6 +43,8 @@ class Generator:
     apply: Callable[[Any, jax.Array], jax.Array]
     latent_prior: str = "normal"
     info: dict = dataclasses.field(default_factory=dict)
+    first_layer: Callable[[Any], Any] | None = None
+    features: Callable[[Any, jax.Array], jax.Array] | None = None
 
     def __post_init__(self):
         if self.latent_prior not in LATENT_PRIORS:

@@ -23,6 +23,7 @@ not built. Fast path (`dtype=bfloat16`, `conv0="subpixel"`): nearest-up2 + conv3
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -112,6 +113,15 @@ def _pixel_norm(x, cfg: PgganConfig, dtype):
     x32 = x.astype(jnp.float32)
     return (x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
                                 + cfg.pixelnorm_epsilon)).astype(dtype)
+
+
+def _normalize_latents(z, cfg: PgganConfig):
+    """PN(z) in float32 when the network normalises its latents (G_paper's first step)."""
+    x = jnp.asarray(z, jnp.float32)
+    if not cfg.normalize_latents:
+        return x
+    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=1, keepdims=True)
+                             + cfg.pixelnorm_epsilon)
 
 
 def _act(x, cfg: PgganConfig):
@@ -272,10 +282,7 @@ class GPaper(nn.Module):
     @nn.compact
     def __call__(self, z):
         cfg, dt, r2 = self.config, self.dtype, self.config.resolution_log2
-        x = z.astype(jnp.float32)
-        if cfg.normalize_latents:
-            x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=1, keepdims=True)
-                                  + cfg.pixelnorm_epsilon)
+        x = _normalize_latents(z, cfg)
         # a level with t == 0 discards the images below it (img + (prev - img)·0 = img), so
         # the image chain starts at the last such level: earlier ToRGBs are dead code
         start = max([r for r in range(3, r2 + 1) if cfg.lerp_t(r) == 0.0], default=2)
@@ -423,6 +430,24 @@ def random_params(key: jax.Array, config: PgganConfig = CELEBAHQ_1024):
     return params_from_variables(variables, config)
 
 
+def first_layer(params) -> jax.Array:
+    """Generator hook (generators.core): W [latent_size, 16·nf] of the first layer, the stored
+    `4x4/Dense/weight` (SeFa's weight; the equalised-lr constant does not change the
+    eigenvectors)."""
+    return jnp.asarray(params["4x4"]["Dense"]["weight"], jnp.float32)
+
+
+def features(params, z, *, config: PgganConfig):
+    """Generator hook (generators.core): the first layer's output PN(act(dense(PN(z))))
+    [N, 4·4·nf] (NHWC, flattened), in float32 as `GPaper` computes it."""
+    nf = config.nf(1)
+    with jax.default_matmul_precision("highest"):
+        h = LatentDense(nf, config, name="Dense").apply({"params": params["4x4"]["Dense"]},
+                                                        _normalize_latents(z, config))
+    h = _pixel_norm(_act(h, config), config, jnp.float32)
+    return h.reshape(h.shape[0], -1)
+
+
 def as_generator(params, config: PgganConfig, *, dtype=jnp.float32, conv0: str = "faithful",
                  name: str = "pggan") -> Generator:
     """Wrap as a `tlgan_jax.generators.Generator` (latent prior normal_pixelnorm).
@@ -440,4 +465,6 @@ def as_generator(params, config: PgganConfig, *, dtype=jnp.float32, conv0: str =
     return Generator(name=name, latent_dim=config.latent_size, resolution=config.resolution,
                      params=params, apply=fn, latent_prior=prior,
                      info={"config": dataclasses.asdict(config), "dtype": jnp.dtype(dtype).name,
-                           "conv0": conv0})
+                           "conv0": conv0},
+                     first_layer=first_layer,
+                     features=functools.partial(features, config=config))
