@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from tlgan_jax.axes import Axes
-from tlgan_jax.discover import DiscoverConfig, discover_axes
+from tlgan_jax.discover import DiscoverConfig, default_axes, discover_axes
 from tlgan_jax.editing import edit_directions, edit_latents, render_traversal, traversal_latents
-from tlgan_jax.editing import edit_report, orthogonal_to_others
+from tlgan_jax.axes import orthogonal_to_others
+from tlgan_jax.editing import edit_report
 from tlgan_jax.extractors import custom_extractor
 from tlgan_jax.fit import fit_axes
 from tlgan_jax.generators import Generator
@@ -152,3 +153,21 @@ def test_locks_ignore_dependent_axes_that_take_no_part():
     assert np.all(np.isnan(others[:, [1, 3]]))
     with pytest.raises(ValueError, match="'b' lies in the span of the other axes"):
         orthogonal_to_others(axes, ["b"])
+
+
+def test_default_axes_are_the_main_jobs_fit_cached(tmp_path, monkeypatch):
+    gen, ext = toy_generator(), toy_extractor()
+    cfg = DiscoverConfig(num_samples=2048, eval_faces=8, traversal_faces=1, progress=False)
+    job, _ = discover_axes(gen, [ext], tmp_path / "job", cfg)
+    cached = default_axes(gen, [ext], num_samples=2048, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(np.asarray(cached.directions), np.asarray(job.directions))
+    assert cached.metadata["logit_clip"] == cfg.logit_clip == 3.0
+    (path,) = (tmp_path / "cache").glob("*.npz")
+    assert cached.metadata["default_axes"]["num_samples"] == 2048
+    # the second call reads the file: no sampling
+    monkeypatch.setattr(Sampler, "run", lambda *a, **k: pytest.fail("sampled again"))
+    again = default_axes(gen, [ext], num_samples=2048, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(np.asarray(again.directions), np.asarray(job.directions))
+    # another sample count is another cache entry
+    with pytest.raises(pytest.fail.Exception, match="sampled again"):
+        default_axes(gen, [ext], num_samples=1024, cache_dir=tmp_path / "cache")

@@ -9,22 +9,22 @@ lock list (l_1 is kept, l_2 loses its l_1 component, …) whenever they are not 
 Conditional direction (InterFaceGAN): with condition directions C [m, d] (rows),
     (C Cᵀ) x = C n,   n' = (n − Cᵀ x) / ‖n − Cᵀ x‖,
 the projection of n onto the orthogonal complement of span C: the same as a TL-GAN target.
-Files (`Axes.save`/`Axes.load`): `axes.npz` written with np.savez, read with
+Files (`Axes.save`/`Axes.load`): `axes.npz` written atomically with np.savez, read with
 allow_pickle=False: `directions` [d, k] float32, `names` [k] unicode, `method`, `format`, and
 `metadata` / `diagnostics` as JSON strings (non-finite numbers stored as null).
 """
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
-import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from tlgan_jax.files import jsonable, write_npz
 
 FILE_FORMAT = "tlgan_jax.axes/1"
 _UNIT_TOL = 1e-3          # |‖n‖ − 1| allowed for stored directions
@@ -294,8 +294,8 @@ class Axes:
 
     # --- files --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write a portable axes.npz (no pickled objects) to exactly `path`; returns it."""
-        path = Path(path)
+        """Write a portable axes.npz (no pickled objects) to exactly `path`, atomically (a
+        temporary file renamed into place); returns the path."""
         arrays = {
             "format": np.array(FILE_FORMAT),
             "directions": np.asarray(self.directions, np.float32),
@@ -304,10 +304,7 @@ class Axes:
             "metadata": np.array(_to_json(self.metadata, "metadata")),
             "diagnostics": np.array(_to_json(self.diagnostics, "diagnostics")),
         }
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        path.write_bytes(buf.getvalue())
-        return path
+        return write_npz(path, **arrays)
 
     @classmethod
     def load(cls, path: str | Path, latent_dim: int | None = None,
@@ -373,22 +370,6 @@ def orthogonal_to_others(axes: Axes, names: Sequence[str] | None = None,
             raise ValueError(f"axis {a!r} lies in the span of the other axes; nothing is left "
                              f"after locking them")
     return out
-
-
-def jsonable(x: Any) -> Any:
-    """Plain Python data for JSON: arrays to lists, numpy/jax scalars to numbers, non-finite
-    floats to None."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, (jax.Array, np.ndarray, np.generic)):
-        return jsonable(np.asarray(x).tolist())
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, Path):
-        return str(x)
-    return x
 
 
 def _to_json(x: Any, what: str) -> str:

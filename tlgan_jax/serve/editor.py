@@ -20,7 +20,6 @@ import io
 import secrets
 import threading
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import jax
@@ -29,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from tlgan_jax.axes import Axes, locked_directions
+from tlgan_jax.discover import default_axes  # noqa: F401  (the editor's axes when none are given)
 from tlgan_jax.extractors import Extractor, stack_scores
 from tlgan_jax.generators import Generator, to_uint8
 from tlgan_jax.invert import InversionConfig, Inverter, PhotoError, frame_face, load_photo
@@ -58,34 +58,6 @@ def png_bytes(image_u8: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.asarray(image_u8, np.uint8)).save(buf, "PNG", compress_level=1)
     return buf.getvalue()
-
-
-def default_axes(gen: Generator, extractors: Sequence[Extractor], *, num_samples: int = 8192,
-                 seed: int = 0, cache_dir: str | Path | None = None,
-                 progress: bool = False) -> Axes:
-    """Axes for `gen` and `extractors` fitted the way experiments/discover_axes.py does (OLS on
-    TL-GAN's clipped logits), cached as an axes.npz in `cache_dir` (default: the tlgan_jax
-    cache, ``axes/``) so only the first call samples and fits."""
-    from tlgan_jax.weights import pinned as assets
-    from tlgan_jax.fit import clip_logits
-    from tlgan_jax.fit import fit_axes
-    from tlgan_jax.sampling import sample
-
-    cache_dir = Path(cache_dir) if cache_dir is not None else assets.cache_dir() / "axes"
-    names = "-".join(e.name for e in extractors)
-    path = cache_dir / f"{gen.name}-{names}-ols-{num_samples}-seed{seed}.npz"
-    if path.is_file():
-        return Axes.load(path, gen.latent_dim, gen.name)
-    samples = sample(gen, extractors, num_samples, seed, progress=progress)
-    y = clip_logits(samples.y, samples.binary, 3.0)
-    axes = fit_axes(np.asarray(gen.canonical_latents(samples.z)), y, method="ols",
-                    names=samples.names, binary=samples.binary, key=jax.random.key(seed + 1),
-                    metadata=dict(samples.metadata, note="tlgan_jax.serve default axes"))
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{secrets.token_hex(4)}")
-    axes.save(tmp)
-    tmp.replace(path)
-    return axes
 
 
 class Editor:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
-import json
 import os
 import time
 from typing import Any, Callable, Optional
@@ -40,6 +39,7 @@ import orbax.checkpoint as ocp
 from tlgan_jax.train import celeba
 from tlgan_jax.weights.pinned import device_arrays
 from tlgan_jax import metrics
+from tlgan_jax.files import atomic_open, write_json
 from tlgan_jax.extractors.celeba40 import (ATTRIBUTES, CHECKPOINT_SUBDIR, MODEL_CONFIG_FILE,
                                            ModelConfig, checkpoint_manager,
                                            init_variables, read_model_config, restore_variables)
@@ -198,13 +198,13 @@ def write_metrics_tables(metrics: dict, directory: str, stem: str = "metrics",
             for j, a in enumerate(metrics["attributes"])]
     rows.append(("(mean)", *(float(np.nanmean(metrics[c])) for c in cols)))
     csv_path = os.path.join(directory, stem + ".csv")
-    with open(csv_path, "w", newline="") as f:
+    with atomic_open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(("attribute",) + cols)
         for r in rows:
             w.writerow((r[0],) + tuple(f"{v:.6f}" for v in r[1:]))
     md_path = os.path.join(directory, stem + ".md")
-    with open(md_path, "w") as f:
+    with atomic_open(md_path, "w") as f:
         if title:
             f.write(f"{title}\n\n")
         f.write(f"Validation on {metrics['num_examples']} images; MSE loss "
@@ -241,13 +241,6 @@ def _restore_state(mngr, step: int, abstract_state: dict) -> dict:
 
 # ----------------------------------------------------------------------------- training
 
-def _write_json(path: str, obj: dict):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
 def train(config: TrainConfig, data_dir: Optional[str], workdir: str, *,
           init_checkpoint: Optional[str] = None, max_steps: Optional[int] = None,
           log: Callable[[str], None] = logging.info) -> TrainResult:
@@ -282,8 +275,8 @@ def train_on_arrays(config: TrainConfig, train_data: celeba.CelebAArrays,
             raise ValueError(f"{workdir} holds a model with {existing.describe()}, but this run "
                              f"asks for {model_config.describe()}: use another workdir")
     else:
-        _write_json(model_json_path, model_json)
-    _write_json(os.path.join(workdir, "config.json"), dataclasses.asdict(config))
+        write_json(model_json_path, model_json, indent=2)
+    write_json(os.path.join(workdir, "config.json"), dataclasses.asdict(config), indent=2)
 
     n_train = len(train_data.labels)
     steps_per_epoch = celeba.num_batches(n_train, config.batch_size)
