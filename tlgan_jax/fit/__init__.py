@@ -49,6 +49,8 @@ METHODS: dict[str, FitFn] = {
     "sefa": fit_sefa,            # unsupervised: opts generator= | weight= | directions=
     "ganspace": fit_ganspace,    # unsupervised: opts generator= | features= | directions=
 }
+# The label-free baselines (fit/unsupervised.py): each attribute picks a candidate direction.
+UNSUPERVISED = ("sefa", "ganspace")
 # Methods whose targets are binary labels y > 0 (every attribute must be binary).
 BINARY_ONLY = frozenset({"logistic"})
 # Default `binary` flags when the caller gives none (only used for diagnostics).
@@ -188,9 +190,7 @@ def fit_axes(z, y, method: str = "ols", names: Sequence[str] | None = None,
         if method == "ols":
             r2 = np.asarray(metrics.r2_score(pred, y_hold))
         else:
-            r2 = np.array([np.corrcoef(scores[:, a], y_hold[:, a])[0, 1] ** 2
-                           if np.std(scores[:, a]) > 0 and np.std(y_hold[:, a]) > 0 else np.nan
-                           for a in range(k)])
+            r2 = metrics.corr2_columns(scores, y_hold)
         for a, n in enumerate(names):
             if binary[a]:
                 diagnostics[n]["auc"] = float(auc[a])
@@ -286,5 +286,5 @@ def _key_data(key) -> list | None:
     return np.asarray(key).tolist()
 
 
-__all__ = ["METHODS", "fit_axes", "fit_ganspace", "fit_logistic", "fit_ols", "fit_sefa", "fit_svm",
+__all__ = ["METHODS", "UNSUPERVISED", "fit_axes", "fit_ganspace", "fit_logistic", "fit_ols", "fit_sefa", "fit_svm",
            "metrics", "split_rows"]
