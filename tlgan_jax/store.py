@@ -13,10 +13,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
+from absl import logging
 
 MANIFEST = "manifest.json"
 _RUN_KEYS = ("generator", "latent_dim", "generator_dtype", "extractors", "attributes", "seed",
@@ -94,7 +94,7 @@ class ShardStore:
             self._read(i)
             return True
         except ShardStoreError as e:
-            print(f"tlgan_jax: {e}; recomputing it", file=sys.stderr)
+            logging.warning("tlgan_jax: %s; recomputing it", e)
             return False
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:

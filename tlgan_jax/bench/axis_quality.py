@@ -44,6 +44,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
+from absl import logging
 
 from tlgan_jax import metrics
 from tlgan_jax.axes import orthogonal_to_others
@@ -352,7 +353,7 @@ def unsupervised_candidates(gen, cfg: QualityConfig) -> dict[str, dict]:
 def benchmark_axis_quality(gen, extractors: Sequence[Any], workdir: str | Path,
                            cfg: QualityConfig = QualityConfig(),
                            samples_dir: str | Path | None = None,
-                           log: Callable[[str], None] = print) -> QualityResult:
+                           log: Callable[[str], None] = logging.info) -> QualityResult:
     """The whole benchmark: draw data, fit every (method, N, repeat), score edits, and write
     WORKDIR/axis_quality.csv, entanglement.csv, axis_quality.png, summary.md and meta.json."""
     workdir = Path(workdir)
