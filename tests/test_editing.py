@@ -6,15 +6,20 @@ import jax
 import numpy as np
 import pytest
 
-from tlgan_jax.axes import Axes
+from tlgan_jax.axes import Axes, orthogonal_to_others
 from tlgan_jax.discover import DiscoverConfig, default_axes, discover_axes
-from tlgan_jax.editing import edit_directions, edit_latents, render_traversal, traversal_latents
-from tlgan_jax.axes import orthogonal_to_others
-from tlgan_jax.editing import edit_report
+from tlgan_jax.editing import (
+    edit_directions,
+    edit_latents,
+    edit_report,
+    render_traversal,
+    traversal_latents,
+)
 from tlgan_jax.extractors import custom_extractor
 from tlgan_jax.fit import fit_axes
 from tlgan_jax.generators import Generator
 from tlgan_jax.sampling import Sampler
+
 from toy import toy_extractor, toy_generator
 
 
@@ -80,7 +85,8 @@ def test_edit_report_success_and_entanglement_before_and_after_locking():
     gen = toy_generator(linear=True)
     ext = custom_extractor(
         lambda im: {"a": im.mean(axis=(1, 2, 3)),
-                    "b": im.mean(axis=(1, 2, 3)) + 0.3 * (im[..., 0] - im[..., 2]).mean(axis=(1, 2))},
+                    "b": im.mean(axis=(1, 2, 3))
+                    + 0.3 * (im[..., 0] - im[..., 2]).mean(axis=(1, 2))},
         ("a", "b"), name="entangled")
     sampler = Sampler(gen, [ext], batch_size=256)
     s = sampler.run(seed=0, num=4096, progress=False, shard_size=4096)
@@ -112,6 +118,7 @@ def test_discover_axes_end_to_end_writes_everything(tmp_path):
     loaded = Axes.load(tmp_path / "axes.npz")
     np.testing.assert_allclose(np.asarray(loaded.directions), np.asarray(axes.directions))
     assert loaded.metadata["generator"] == "toy" and loaded.metadata["num_samples"] == 2048
+    # regression floor (toy generator, from runs of this code)
     assert json.loads((tmp_path / "summary.json").read_text())["edits"]["success_up"]["bright"] > .9
     assert "| bright |" in (tmp_path / "summary.md").read_text()
     # a rerun resumes from the finished shards and gives the same axes
@@ -129,6 +136,7 @@ def test_discover_axes_fits_continuous_attributes_with_every_method(tmp_path, me
     axes, summary = discover_axes(gen, [toy_extractor()], tmp_path, cfg)
     ols, _ = discover_axes(gen, [toy_extractor()], tmp_path / "ols",
                            dataclasses.replace(cfg, method="ols"))
+    # regression floors below (toy generator, from runs of this code)
     for name in ("bright", "redder"):     # the same attribute directions, up to the method
         assert float(np.dot(axes[name], ols[name])) > 0.9, (method, name)
     summary = json.loads((tmp_path / "summary.json").read_text(),   # strict JSON: no NaN tokens

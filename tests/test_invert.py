@@ -9,11 +9,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import require_module
-from tlgan_jax.invert import (InversionConfig, Inverter, PhotoError, detect_face, frame_face,
-                              invert, load_photo, psnr, ssim)
 from tlgan_jax.extractors import load_extractor
 from tlgan_jax.generators import load_generator
+from tlgan_jax.invert import (
+    InversionConfig,
+    Inverter,
+    PhotoError,
+    detect_face,
+    frame_face,
+    invert,
+    load_photo,
+    psnr,
+    ssim,
+)
+
+from helpers import require_module
 
 # Known-z recovery (3 generated faces, 2 starts, 200 steps, pixel + prior loss): measured
 # on the dev machine mean 27.6 dB (21.4, 33.0, 28.5), the mean-face baseline 14.2 dB
@@ -114,6 +124,7 @@ def test_feature_loss_pulls_the_scores_towards_the_photo(gen, gender):
     target_score = float(gender(x)["male"][0])
     before = abs(float(gender(gen(start))["male"][0]) - target_score)
     after = abs(float(gender(gen(result.z))["male"][0]) - target_score)
+    # regression floor (from runs of this code): 25 Adam steps close most of the score gap
     assert after < 0.25 * before + 0.05, (before, after)
 
 

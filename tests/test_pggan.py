@@ -5,10 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import PARITY_TOL, pggan_fixtures_dir as fixtures_dir, rel_error
+from tlgan_jax.bench.throughput import BF16_MAX_TOL, BF16_RMS_TOL
 from tlgan_jax.generators import pggan
 from tlgan_jax.weights.pggan_pickle import load_pggan_pickle
-from tlgan_jax.bench.throughput import BF16_MAX_TOL, BF16_RMS_TOL
+
+from helpers import PARITY_TOL, rel_error
+from helpers import pggan_fixtures_dir as fixtures_dir
 
 FIXTURES = [("tiny32_lod0", "tiny32"), ("tiny32_lod1", "tiny32"),
             ("tiny32_lod0p5", "tiny32"), ("tiny16fused_lod0", "tiny16fused")]

@@ -180,6 +180,7 @@ def test_benchmark_writes_documented_csv_plot_and_summary(tmp_path):
     back = reports.read_csv(tmp_path / "axis_quality.csv")
     assert back[0]["n"] == 100 and isinstance(back[0]["split_half_cosine"], float)
     ols_big = [r for r in back if r["method"] == "ols" and r["n"] == 200]
+    # regression floor (toy generator, from runs of this code)
     assert all(r["reference_cosine"] > 0.9 and r["edit_success"] > 0.9 for r in ols_big)
     with open(tmp_path / "entanglement.csv", newline="") as f:
         assert tuple(csv.DictReader(f).fieldnames) == reports.ENTANGLEMENT_COLUMNS

@@ -16,6 +16,7 @@ import pytest
 
 from tlgan_jax.sampling import Sampler, sample, shard_latents
 from tlgan_jax.store import ShardStoreError, load_samples
+
 from toy import toy_extractor, toy_generator, toy_scores
 
 HERE = Path(__file__).resolve().parent

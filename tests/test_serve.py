@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import require_module
+from helpers import require_module
 
 require_module("fastapi")                           # the `ui` and `test` extras
 schemathesis = require_module("schemathesis")
@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 
 from tlgan_jax.axes import Axes  # noqa: E402
 from tlgan_jax.editing import edit_latents  # noqa: E402
+from tlgan_jax.extractors import load_extractor  # noqa: E402
+from tlgan_jax.generators import load_generator  # noqa: E402
 from tlgan_jax.invert import InversionConfig  # noqa: E402
 from tlgan_jax.serve import Editor, Limits, create_app  # noqa: E402
 from tlgan_jax.serve.launch import start_server  # noqa: E402
-from tlgan_jax.extractors import load_extractor  # noqa: E402
-from tlgan_jax.generators import load_generator  # noqa: E402
 
 TINY_INVERSION = InversionConfig(steps=3, restarts=2, init_pool=4, refine_steps=2)
 LIMITS = Limits(max_upload_bytes=2 * 1024 * 1024, max_photo_pixels=4_000_000, stored_photos=2)
@@ -98,6 +98,7 @@ def test_render_is_the_locked_edit_of_the_state(client, editor):
 
 def test_jitted_lock_equals_axes_disentangle_for_every_lock_set():
     import itertools
+
     from tlgan_jax.axes import locked_directions
     rng = np.random.default_rng(1)
     k, d = 5, 10
@@ -312,7 +313,7 @@ def test_api_fuzzed_from_its_openapi_schema(editor):
             def check(case):
                 nonlocal calls
                 calls += 1
-                case.call_and_validate(excluded_checks=excluded)
+                case.call_and_validate(excluded_checks=excluded)   # noqa: B023 (run below)
             try:
                 check()
             except Unsatisfiable:

@@ -7,8 +7,7 @@ import pytest
 
 from tlgan_jax.fit import METHODS, fit_axes
 from tlgan_jax.fit import unsupervised as un
-from tlgan_jax.generators import Generator
-from tlgan_jax.generators import dcgan, pggan
+from tlgan_jax.generators import Generator, dcgan, pggan
 
 
 def abs_cos(a, b):

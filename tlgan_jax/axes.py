@@ -157,7 +157,7 @@ class Axes:
         object.__setattr__(self, "metadata", dict(self.metadata))
 
     @classmethod
-    def from_vectors(cls, vectors, names: Sequence[str], **kwargs) -> "Axes":
+    def from_vectors(cls, vectors, names: Sequence[str], **kwargs) -> Axes:
         """Axes from arbitrary non-zero column vectors [d, k], normalised to unit length."""
         v = np.asarray(vectors, np.float32)
         if v.ndim != 2:
@@ -204,7 +204,7 @@ class Axes:
         """The unit direction [d] of attribute `name`."""
         return self.directions[:, self.index(name)]
 
-    def select(self, names: Sequence[str]) -> "Axes":
+    def select(self, names: Sequence[str]) -> Axes:
         """The axes `names`, in that order (diagnostics kept for them)."""
         idx = self._indices(names, "select")
         keep = [self.names[i] for i in idx]
@@ -218,7 +218,7 @@ class Axes:
         d = np.asarray(self.directions, np.float64)
         return d.T @ d
 
-    def with_metadata(self, **entries: Any) -> "Axes":
+    def with_metadata(self, **entries: Any) -> Axes:
         """A copy with `entries` added to (or replacing entries of) the metadata."""
         return dataclasses.replace(self, metadata={**self.metadata, **entries})
 
@@ -236,7 +236,7 @@ class Axes:
         self.check_latent_dim(gen.latent_dim, gen.name)
 
     # --- disentangling ------------------------------------------------------------------
-    def disentangle(self, lock: Sequence[str], target: Sequence[str] | str | None = None) -> "Axes":
+    def disentangle(self, lock: Sequence[str], target: Sequence[str] | str | None = None) -> Axes:
         """TL-GAN's lock: a new Axes where the `lock`ed axes are Gram-Schmidt-orthogonalised
         among themselves IN THE ORDER GIVEN (so the result depends on that order when they
         are not orthogonal), every `target` axis (default: every axis not locked) has its
@@ -274,7 +274,7 @@ class Axes:
         return dataclasses.replace(self, directions=out,          # every changed column is unit
                                    metadata={**self.metadata, "derived": history})
 
-    def conditional(self, target: str, conditions: Sequence[str]) -> "Axes":
+    def conditional(self, target: str, conditions: Sequence[str]) -> Axes:
         """InterFaceGAN's conditional boundary: a new Axes whose `target` axis is replaced by
         `conditional_direction(n_target, C)` with C the `conditions` axes as rows; the other
         axes are unchanged. For the targets this equals `disentangle(lock=conditions)`."""
@@ -284,8 +284,8 @@ class Axes:
             return self
         if ti in cond_idx:
             raise ValueError(f"conditional: {target!r} cannot be its own condition")
-        conditions = self.directions[:, jnp.asarray(cond_idx)].T
-        n = conditional_direction(self.directions[:, ti], conditions)
+        n = conditional_direction(self.directions[:, ti],
+                                  self.directions[:, jnp.asarray(cond_idx)].T)
         history = list(self.metadata.get("derived", [])) + [
             {"op": "conditional", "target": target,
              "conditions": [self.names[i] for i in cond_idx]}]
@@ -308,7 +308,7 @@ class Axes:
 
     @classmethod
     def load(cls, path: str | Path, latent_dim: int | None = None,
-             generator: str = "the generator") -> "Axes":
+             generator: str = "the generator") -> Axes:
         """Read an axes.npz written by `save`; with `latent_dim`, also check the latent size."""
         path = Path(path)
         try:

@@ -31,7 +31,7 @@ from tlgan_jax.store import Samples
 from tlgan_jax.weights import pinned
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class DiscoverConfig:
     num_samples: int = 16384
     seed: int = 0
@@ -74,7 +74,7 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
 
     t = time.perf_counter()
     faces = z_eval[:cfg.traversal_faces]
-    for i, name in enumerate(axes.names):
+    for name in axes.names:
         imgs = render_traversal(gen, faces, axes[name], cfg.traversal_steps)
         grid = image_grid(imgs, row_labels=[f"face {k}" for k in range(len(faces))],
                           col_labels=[f"{s:+g}" for s in cfg.traversal_steps],

@@ -119,14 +119,14 @@ def edit_effects(y0: np.ndarray, y_plus: np.ndarray, y_minus: np.ndarray, cols: 
     y0 [N, m] and the scores after edits y_plus/y_minus [k, N, m]; edit j targets column
     cols[j]; `scale` [m] the units s (default 1)."""
     y0 = np.asarray(y0)
-    cols = np.asarray(cols, int)
-    rows = np.arange(len(cols))
-    up = np.mean(y_plus[rows, :, cols] > y0[:, cols].T, axis=1)
-    down = np.mean(y_minus[rows, :, cols] < y0[:, cols].T, axis=1)
+    c = np.asarray(cols, int)
+    rows = np.arange(len(c))
+    up = np.mean(y_plus[rows, :, c] > y0[:, c].T, axis=1)
+    down = np.mean(y_minus[rows, :, c] < y0[:, c].T, axis=1)
     delta = np.mean(np.asarray(y_plus, np.float64) - y_minus, axis=1)          # [k, m]
     if scale is not None:
         delta = delta / np.asarray(scale, np.float64)[None, :]
-    own = delta[rows, cols][:, None]
+    own = delta[rows, c][:, None]
     ent = np.divide(delta, own, out=np.full_like(delta, np.nan), where=own != 0)
     return up, down, ent
 

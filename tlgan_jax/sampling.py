@@ -17,8 +17,9 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from tlgan_jax import store as shard_io
 from tlgan_jax.extractors import Extractor, as_extractor, stack_scores

@@ -303,7 +303,8 @@ def run_quality(data: QualityData, label: Callable[[np.ndarray], np.ndarray],
                                 "locked": float(edits["entanglement_locked"][a, b])})
                 log(f"{method:9s} N={n:>8d} repeat {r}: " + ", ".join(
                     f"{row['attribute']} split-half {reports.fmt(row['split_half_cosine'])} ref "
-                    f"{reports.fmt(row['reference_cosine'])} edit {reports.fmt(row['edit_success'])}"
+                    f"{reports.fmt(row['reference_cosine'])} edit "
+                    f"{reports.fmt(row['edit_success'])}"
                     for row in result.rows[-k:]))
             if on_method_done is not None:
                 on_method_done(result)
@@ -376,7 +377,8 @@ def benchmark_axis_quality(gen, extractors: Sequence[Any], workdir: str | Path,
     def save(result: QualityResult) -> None:
         loads.append(machine.load1())
         reports.write_csv(result.rows, workdir / "axis_quality.csv")
-        reports.write_csv(result.entanglement, workdir / "entanglement.csv", reports.ENTANGLEMENT_COLUMNS)
+        reports.write_csv(result.entanglement, workdir / "entanglement.csv",
+                          reports.ENTANGLEMENT_COLUMNS)
 
     t = time.perf_counter()
     result = run_quality(data, sampler.label, cfg, opts, log=log, on_method_done=save)

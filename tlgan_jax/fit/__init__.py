@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tlgan_jax.axes import Axes
 from tlgan_jax import metrics
+from tlgan_jax.axes import Axes
 from tlgan_jax.fit.logistic import fit_logistic
 from tlgan_jax.fit.ols import fit_ols
 from tlgan_jax.fit.svm import fit_svm, select_extremes
@@ -168,9 +168,9 @@ def fit_axes(z, y, method: str = "ols", names: Sequence[str] | None = None,
     if unknown:
         raise ValueError(f"fit_axes: unknown option(s) {unknown} for method {method!r}; it "
                          f"accepts {accepted}")
-    coef, intercept, info = fit_fn(z, y, masks, **opts)
-    coef = np.asarray(coef, np.float32)
-    intercept = np.asarray(intercept, np.float32)
+    coef_out, intercept_out, info = fit_fn(z, y, masks, **opts)
+    coef = np.asarray(coef_out, np.float32)
+    intercept = np.asarray(intercept_out, np.float32)
     norms = np.linalg.norm(coef[0], axis=0)
     zero = [n for n, v in zip(names, norms) if not v > 0 or not np.isfinite(v)]
     if zero:
@@ -286,5 +286,6 @@ def _key_data(key) -> list | None:
     return np.asarray(key).tolist()
 
 
-__all__ = ["METHODS", "UNSUPERVISED", "fit_axes", "fit_ganspace", "fit_logistic", "fit_ols", "fit_sefa", "fit_svm",
+__all__ = ["METHODS", "UNSUPERVISED", "fit_axes", "fit_ganspace", "fit_logistic", "fit_ols",
+           "fit_sefa", "fit_svm",
            "metrics", "split_rows"]

@@ -24,7 +24,8 @@ EMBEDDED_GENERATOR = "digiface64"
 
 def _digiface64() -> Generator:
     path = pinned.asset_path("gan-face-generate", "gan_face_generate/weights.tar")
-    params = pinned.cached_params(f"digiface64-{pinned.CONVERSION_VERSION}", lambda: dcgan.load(path))
+    params = pinned.cached_params(f"digiface64-{pinned.CONVERSION_VERSION}",
+                                  lambda: dcgan.load(path))
     return dcgan.as_generator(params, name="digiface64", info={
         "source": "gan-face-generate==1.1.1 weights.tar (DCGAN, DigiFace-1M)"})
 

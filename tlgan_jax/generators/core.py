@@ -48,7 +48,8 @@ class Generator:
 
     def __post_init__(self):
         if self.latent_prior not in LATENT_PRIORS:
-            raise ValueError(f"latent_prior must be one of {LATENT_PRIORS}, got {self.latent_prior!r}")
+            raise ValueError(f"latent_prior must be one of {LATENT_PRIORS}, got "
+                             f"{self.latent_prior!r}")
 
     @functools.cached_property
     def _jitted(self):
@@ -75,15 +76,16 @@ class Generator:
         """Draw n latents from the generator's prior: z ~ N(0, I_latent_dim), float32."""
         return jax.random.normal(key, (n, self.latent_dim), jnp.float32)
 
-    def canonical_latents(self, z: jax.Array) -> jax.Array:
+    def canonical_latents(self, z: jax.typing.ArrayLike) -> jax.Array:
         """The latents as the network sees them, for fitting and editing.
 
         normal: z itself. normal_pixelnorm: z / rms(z) * 1, i.e. on the sphere of radius
         sqrt(latent_dim) (the generator's output does not depend on the scale of z).
         """
+        x = jnp.asarray(z)
         if self.latent_prior == "normal":
-            return z
-        return z * jax.lax.rsqrt(jnp.mean(jnp.square(z), axis=-1, keepdims=True) + 1e-8)
+            return x
+        return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + 1e-8)
 
 
 def to_uint8(images):

@@ -195,7 +195,8 @@ def convert_state_dict(state_dict) -> dict:
 
 
 def load(weights_path: str | os.PathLike) -> dict:
-    """Params from the `gan-face-generate` checkpoint (weights.tar, a torch zip; no torch needed)."""
+    """Params from the `gan-face-generate` checkpoint (weights.tar, a torch zip; no torch
+    needed)."""
     checkpoint = load_torch_zip(weights_path)
     if not isinstance(checkpoint, dict) or "netG_state_dict" not in checkpoint:
         keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__

@@ -10,7 +10,8 @@ Maths (official `networks.py`, structure='linear'; NHWC inside, params keep the 
   2^r:   x = PN(act(conv3×3(up2(x)) + b))    [fused_scale: transposed 4×4 stride-2 conv,
          x = PN(act(conv3×3(x) + b))          kernel = sum of the 4 shifts of the padded 3×3]
   image: img_r = conv1×1(x_r) + b (ToRGB_lod{R-r});
-         images = lerp_clip(img_r, up2(images), lod - (R-r)) = img + (up2(images) - img)·clip(t, 0, 1)
+         images = lerp_clip(img_r, up2(images), lod - (R-r))
+                = img + (up2(images) - img)·clip(t, 0, 1)
 Output [N, R, R, C] float32, unclipped (nominal [-1, 1]).
 
 Exact shortcut: where t = clip(lod - (R-r), 0, 1) is statically 0 (all levels for the released
@@ -191,7 +192,8 @@ class LatentDense(nn.Module):
     def __call__(self, x):
         w = self.param("weight", nn.initializers.normal(1.0), (x.shape[-1], self.fmaps * 16))
         b = self.param("bias", nn.initializers.zeros, (self.fmaps,))
-        w = (w.astype(jnp.float32) * _wscale(self.cfg, np.sqrt(2) / 4, x.shape[-1])).astype(self.dtype)
+        scale = _wscale(self.cfg, np.sqrt(2) / 4, x.shape[-1])
+        w = (w.astype(jnp.float32) * scale).astype(self.dtype)
         y = jnp.dot(x.astype(self.dtype), w, preferred_element_type=jnp.float32)
         y = y.reshape(-1, self.fmaps, 4, 4).transpose(0, 2, 3, 1)
         return (y + b.astype(jnp.float32)).astype(self.dtype)
