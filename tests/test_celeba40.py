@@ -154,6 +154,7 @@ def test_missing_celeba_gives_instructions(tmp_path):
     assert not os.path.exists(tmp_path / "work")
 
 
+@pytest.mark.slow
 def test_training_loss_falls_and_writes_checkpoints(run):
     first, second = run["first"], run["second"]
     assert first.step == 5 and first.resumed_from is None
@@ -175,6 +176,7 @@ def test_training_loss_falls_and_writes_checkpoints(run):
     assert 8 in [int(d) for d in os.listdir(ckpt) if d.isdigit()]
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(run, tmp_path):
     with mock_celeba():
         straight = te.train(run["config"], str(tmp_path / "d"), str(tmp_path / "w"))
@@ -185,6 +187,7 @@ def test_resume_equals_uninterrupted_run(run, tmp_path):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_metrics_tables(run):
     workdir = run["workdir"]
     with open(os.path.join(workdir, "metrics.csv")) as f:
@@ -201,6 +204,7 @@ def test_metrics_tables(run):
         ["4", "5", "8"]
 
 
+@pytest.mark.slow
 def test_load_celeba40_matches_trained_params(run):
     ext = celeba40.load_celeba40(run["workdir"])
     assert ext.name == "celeba40" and ext.attributes == celeba40.ATTRIBUTES
@@ -224,6 +228,7 @@ def test_load_celeba40_matches_trained_params(run):
         celeba40.load_celeba40(os.path.dirname(run["workdir"]) + "/nothing")
 
 
+@pytest.mark.slow
 def test_init_checkpoint_and_config_mismatch(run, tmp_path):
     source = celeba.SyntheticCelebA(48, seed=7)
     train_data = celeba.load_arrays(source, range(32), num_threads=1)
@@ -247,6 +252,7 @@ def test_init_checkpoint_and_config_mismatch(run, tmp_path):
                            val_data, str(tmp_path / "w3"))
 
 
+@pytest.mark.slow
 def test_tiny_checkpoint_helper_and_random_extractor(tmp_path):
     r = te.tiny_checkpoint(str(tmp_path / "tiny"), epochs=1)
     assert r.step == 4
@@ -259,6 +265,7 @@ def test_tiny_checkpoint_helper_and_random_extractor(tmp_path):
     assert all(bool(jnp.all(jnp.abs(v) <= 3.0)) for v in out.values())
 
 
+@pytest.mark.slow
 def test_script_help_documents_every_flag():
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, os.path.join(REPO, "experiments",

@@ -127,6 +127,7 @@ def test_discover_axes_end_to_end_writes_everything(tmp_path):
                                atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["logistic", "svm"])
 def test_discover_axes_fits_continuous_attributes_with_every_method(tmp_path, method):
     # `bright` is continuous: logistic splits it at its median, svm takes its extremes

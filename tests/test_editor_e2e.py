@@ -17,6 +17,8 @@ from PIL import Image
 
 from helpers import require, require_module
 
+pytestmark = pytest.mark.slow      # the quick loop: pytest -m "not slow"
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 

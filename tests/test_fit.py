@@ -102,6 +102,7 @@ def test_ols_rejects_singular_latents():
 
 # --- logistic --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_logistic_matches_sklearn_on_the_training_split():
     n, d, k, l2 = 4000, 64, 3, 1e-3
     z, y, beta, _ = linear_data(4, n, d, k, 1.0)
@@ -140,6 +141,7 @@ def test_logistic_needs_binary_attributes_with_both_classes():
 
 # --- svm (InterFaceGAN) ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_svm_matches_sklearn_svc_on_score_extremes():
     n, d, k, ratio = 4000, 32, 2, 0.05
     z, y, beta, _ = linear_data(6, n, d, k, 1.5)

@@ -17,6 +17,8 @@ from tlgan_jax.train.celeba40 import tiny_checkpoint
 
 from helpers import pggan_fixtures_dir
 
+pytestmark = pytest.mark.slow      # the quick loop: pytest -m "not slow"
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

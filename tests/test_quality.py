@@ -33,6 +33,7 @@ def mean_of(rows, column, n):
     return float(np.mean([r[column] for r in rows if r["n"] == n]))
 
 
+@pytest.mark.slow
 def test_ols_cosines_follow_the_theory():
     # d = 128, 32 attributes with ‖β‖² = d/a: cos(fit on n, truth) = (1 + a/n)^(-1/2)
     d, k, a, sigma = 128, 32, 2560.0, 1.0
@@ -160,6 +161,7 @@ def test_method_targets():
     assert flags == binary
 
 
+@pytest.mark.slow
 def test_benchmark_writes_documented_csv_plot_and_summary(tmp_path):
     gen, ext = toy_generator(latent_dim=16), toy_extractor()
     cfg = q.QualityConfig(sample_counts=(100, 200), methods=("ols",), repeats=2,

@@ -25,6 +25,8 @@ from tlgan_jax.invert import InversionConfig  # noqa: E402
 from tlgan_jax.serve import Editor, Limits, create_app  # noqa: E402
 from tlgan_jax.serve.launch import start_server  # noqa: E402
 
+pytestmark = pytest.mark.slow      # the quick loop: pytest -m "not slow"
+
 TINY_INVERSION = InversionConfig(steps=3, restarts=2, init_pool=4, refine_steps=2)
 LIMITS = Limits(max_upload_bytes=2 * 1024 * 1024, max_photo_pixels=4_000_000, stored_photos=2)
 

@@ -28,6 +28,7 @@ def test_output_agreement_has_its_known_values():
         throughput.output_agreement(y_ref, y_ref[:, :2], ("a", "b", "c"), (True,) * 3)
 
 
+@pytest.mark.slow
 def test_bf16_fast_path_reproduces_float32_attribute_outputs():
     pkl = pggan_fixtures_dir() / "tiny32_lod0.pkl"
     name, exts = f"pggan:{pkl}", ["celeba40-random"]

@@ -107,6 +107,7 @@ def test_dcgan_hooks_read_the_first_layer():
                                jax.nn.relu(project).reshape(3, -1), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_pggan_hooks_read_the_first_layer():
     cfg = pggan.PgganConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=32)
     params = pggan.random_params(jax.random.key(0), cfg)
@@ -147,6 +148,7 @@ def test_unknown_generator_layout_and_bad_inputs_raise_clear_errors():
         un.ganspace_directions(lambda q: q, 4, jax.random.key(0), num_directions=3, num_samples=5)
 
 
+@pytest.mark.slow
 def test_registry_methods_pick_the_best_candidate_with_the_right_sign():
     assert METHODS["sefa"] is un.fit_sefa and METHODS["ganspace"] is un.fit_ganspace
     w, u = planted_first_layer(d=24, seed=4)
