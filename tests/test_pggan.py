@@ -74,6 +74,7 @@ def test_lod_blending_uses_the_stored_lod():
     assert rel_error(0.5 * (ref0 + ref1), ref05) <= PARITY_TOL
 
 
+@pytest.mark.slow
 def test_subpixel_upsample_conv_equals_nearest_then_conv():
     kx, kw = jax.random.split(jax.random.key(0))
     x = jax.random.normal(kx, (2, 5, 7, 6))
@@ -93,6 +94,7 @@ def test_subpixel_upsample_conv_equals_nearest_then_conv():
     assert rel_error(fused, np.asarray(plain)) <= 1e-6
 
 
+@pytest.mark.slow
 def test_celebahq_1024_architecture_random_weights():
     cfg = pggan.CELEBAHQ_1024
     assert [cfg.nf(r - 1) for r in range(2, 11)] == [512, 512, 512, 512, 256, 128, 64, 32, 16]

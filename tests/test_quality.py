@@ -71,6 +71,7 @@ def test_ols_cosines_follow_the_theory():
         assert reports.theory_split_half(n_t, r2, d) == pytest.approx(t)
 
 
+@pytest.mark.slow
 def test_edit_success_and_leakage_have_their_known_values():
     # two correlated attributes (cos(β_0, β_1) = 0.6), fits nearly exact (low pool noise),
     # edits re-scored by a noisy labeller against y0 = the edit set's own scores (noise
