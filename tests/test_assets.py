@@ -93,6 +93,7 @@ def _first_use(cache: str, spec, counter: str, q):
     q.put((p.read_bytes() == b"\x01\x02\x03" * 1000, float(np.asarray(params["w"]).sum())))
 
 
+@pytest.mark.slow
 def test_concurrent_first_use_does_not_corrupt_the_cache(fake, tmp_path):
     spec, data = fake
     _place(spec, data)

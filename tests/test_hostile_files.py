@@ -308,7 +308,7 @@ def test_shards_without_their_manifest_are_never_reused(tmp_path):
     assert not np.allclose(clean.z, first.z)
 
 
-def test_a_shard_of_another_run_or_damaged_is_recomputed(tmp_path, capfd):
+def test_a_shard_of_another_run_or_damaged_is_recomputed(tmp_path, caplog):
     a = tmp_path / "a"
     b = tmp_path / "b"
     _run(a, seed=0)
@@ -322,24 +322,24 @@ def test_a_shard_of_another_run_or_damaged_is_recomputed(tmp_path, capfd):
     fields["y"] = fields["y"] + 1.0
     with open(b / "shard_000001.npz", "wb") as out:
         np.savez(out, **fields)
-    capfd.readouterr()
+    caplog.clear()
     again = _run(b, seed=1)
-    err = capfd.readouterr().err
+    err = caplog.text
     assert "shard_000000.npz belongs to another run" in err
     assert "shard_000001.npz is damaged (its data do not match its checksum)" in err
     np.testing.assert_array_equal(again.z, clean_b.z)
     np.testing.assert_array_equal(again.y, clean_b.y)
 
 
-def test_a_shard_of_the_old_format_is_not_trusted(tmp_path, capfd):
+def test_a_shard_of_the_old_format_is_not_trusted(tmp_path, caplog):
     clean = _run(tmp_path / "clean", seed=0)
     run = tmp_path / "run"
     _run(run, seed=0)
     with open(run / "shard_000001.npz", "wb") as out:        # old format: z and y only
         np.savez(out, z=np.zeros((50, 16), np.float32), y=np.zeros((50, 2), np.float32))
-    capfd.readouterr()
+    caplog.clear()
     again = _run(run, seed=0)
-    assert "shard_000001.npz was written by an older version" in capfd.readouterr().err
+    assert "shard_000001.npz was written by an older version" in caplog.text
     np.testing.assert_array_equal(again.y, clean.y)
 
 

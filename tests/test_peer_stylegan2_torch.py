@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import stylegan2_fixtures_dir
+from helpers import stylegan2_fixtures_dir
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "peer_stylegan2_torch.py"
 

@@ -8,13 +8,18 @@ import types
 import numpy as np
 import pytest
 
-from conftest import pggan_fixtures_dir as fixtures_dir
 from hostile import (Call, Global, Opcodes, dumps, np_array, np_dtype, np_of, run_isolated,
                      tf_network)
 from tlgan_jax.generators import pggan
-from tlgan_jax.weights.pggan_pickle import (CorruptPickleError, PgganPickleError,
-                                            UnsafePickleError, load_pggan_pickle,
-                                            parse_pggan_pickle)
+from tlgan_jax.weights.pggan_pickle import (
+    CorruptPickleError,
+    PgganPickleError,
+    UnsafePickleError,
+    load_pggan_pickle,
+    parse_pggan_pickle,
+)
+
+from helpers import pggan_fixtures_dir as fixtures_dir
 
 
 @pytest.fixture
@@ -50,7 +55,8 @@ def test_fixture_config_and_variables():
     net = load_pggan_pickle(fixtures_dir() / "tiny32_lod0.pkl")
     c = config_of(net)
     assert net.name == "Gs" and net.build_func_name == "G_paper" and net.version == 2
-    assert (c.resolution, c.num_channels, c.latent_size, c.fmap_base, c.fmap_max) == (32, 3, 64, 256, 64)
+    assert (c.resolution, c.num_channels, c.latent_size, c.fmap_base, c.fmap_max) == \
+        (32, 3, 64, 256, 64)
     assert (c.fmap_decay, c.fused_scale, c.lod) == (1.0, False, 0.0)
     assert c.normalize_latents and c.use_wscale and c.use_pixelnorm and c.use_leakyrelu
     assert net.variables["4x4/Dense/weight"].shape == (64, 1024)

@@ -16,6 +16,7 @@ import pytest
 
 from tlgan_jax.sampling import Sampler, sample, shard_latents
 from tlgan_jax.store import ShardStoreError, load_samples
+
 from toy import toy_extractor, toy_generator, toy_scores
 
 HERE = Path(__file__).resolve().parent
@@ -69,6 +70,7 @@ def test_a_custom_extractors_raw_is_its_function_on_the_images():
         ext.raw(images[:, 0, :, 0])
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one_device(tmp_path):
     script = textwrap.dedent("""
         import sys, jax, numpy as np
@@ -97,6 +99,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_with_jax_distributed_equal_one(tmp_path):
     script = textwrap.dedent("""
         import sys, jax, numpy as np
@@ -137,6 +140,7 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_the_uninterrupted_data(tmp_path):
     run, num = tmp_path / "killed", 64 * 60
     p = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(run), str(num)],

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import PARITY_TOL, rel_error, stylegan2_fixtures_dir as fixtures_dir
+from helpers import PARITY_TOL, rel_error, stylegan2_fixtures_dir as fixtures_dir
 from tlgan_jax.bench.throughput import BF16_MAX_TOL, BF16_RMS_TOL
 from tlgan_jax.generators import WSpace, load_generator
 from tlgan_jax.generators import stylegan2 as sg

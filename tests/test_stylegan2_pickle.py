@@ -7,7 +7,7 @@ import types
 import numpy as np
 import pytest
 
-from conftest import stylegan2_fixtures_dir as fixtures_dir
+from helpers import stylegan2_fixtures_dir as fixtures_dir
 from tlgan_jax.generators.stylegan2 import (CONFIG_F_1024, StyleGAN2Config, config_from_kwargs,
                                             from_network)
 from tlgan_jax.weights.safe_pickle import as_array, restricted_loads

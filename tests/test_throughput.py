@@ -3,8 +3,9 @@ path of a fixture pg-GAN against float32) and its refusals."""
 import numpy as np
 import pytest
 
-from conftest import pggan_fixtures_dir
 from tlgan_jax.bench import throughput
+
+from helpers import pggan_fixtures_dir
 
 
 def test_output_agreement_has_its_known_values():
@@ -27,6 +28,7 @@ def test_output_agreement_has_its_known_values():
         throughput.output_agreement(y_ref, y_ref[:, :2], ("a", "b", "c"), (True,) * 3)
 
 
+@pytest.mark.slow
 def test_bf16_fast_path_reproduces_float32_attribute_outputs():
     pkl = pggan_fixtures_dir() / "tiny32_lod0.pkl"
     name, exts = f"pggan:{pkl}", ["celeba40-random"]
@@ -36,7 +38,7 @@ def test_bf16_fast_path_reproduces_float32_attribute_outputs():
     assert agree["num"] == 32 and len(agree["attributes"]) == 40
     assert 1e-4 < agree["rms_rel"] <= throughput.BF16_RMS_TOL   # bf16 changed something, not much
     assert agree["max_rel"] <= throughput.BF16_MAX_TOL and agree["within_bf16_tolerance"]
-    assert min(a["correlation"] for a in agree["attributes"].values()) > 0.99
+    assert min(a["correlation"] for a in agree["attributes"].values()) > 0.99   # regr. floor
 
 
 def test_bf16_is_refused_for_a_generator_without_a_fast_path():

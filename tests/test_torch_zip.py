@@ -9,7 +9,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from conftest import PARITY_TOL, pinned_file
+from helpers import PARITY_TOL, pinned_file
 from hostile import Build, Call, Global, Storage, dumps, run_isolated
 from tlgan_jax.weights.safe_pickle import CorruptPickleError, UnsafePickleError
 from tlgan_jax.weights.torch_zip import TorchCheckpointError, load_torch_zip
@@ -306,7 +306,7 @@ def test_a_hostile_checkpoint_cannot_change_how_later_files_decode(tmp_path):
             images = dcgan.apply(dcgan.load({str(weights)!r}), jnp.asarray(g["z"]))
         print("REL_ERROR", rel_error(images, g["images"]))
     """, setup="import jax, jax.numpy as jnp, numpy as np\n"
-               "from conftest import rel_error\n"
+               "from helpers import rel_error\n"
                "from tlgan_jax.generators import dcgan\n"
                "from tlgan_jax.weights.torch_zip import load_torch_zip")
     assert r.returncode == 0, r.stderr[-3000:]

@@ -22,9 +22,7 @@ and `Axes.from_tlgan` / `save_tlgan` (tlgan_jax.weights.peer_axes).
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
-import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -33,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tlgan_jax.extractors import BUILTIN_EXTRACTORS, EMBEDDED_EXTRACTORS
-from tlgan_jax.files import NpzError, atomic_write, read_npz
+from tlgan_jax.files import NpzError, jsonable, read_npz, write_npz
 from tlgan_jax.generators import BUILTIN_GENERATORS, EMBEDDED_GENERATOR
 from tlgan_jax.weights.peer_axes import (read_interfacegan_boundary, read_tlgan_directions,
                                          write_interfacegan_boundary, write_tlgan_directions)
@@ -54,31 +52,53 @@ class UnknownAxisError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
-def orthonormal_basis(vectors: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Gram-Schmidt of the columns of `vectors` [d, m] in column order.
+def _dot(xp, a, b):
+    return xp.dot(a, b) if xp is np else jnp.dot(a, b, precision=jax.lax.Precision.HIGHEST)
 
-    Returns (Q [d, m] orthonormal with Q[:, i] ∝ the i-th Gram-Schmidt vector, r [m] the
-    residual norm of each column relative to its own norm; r ≈ 0 means column i lies in the
-    span of the earlier ones). Computed as a QR factorisation with the signs fixed so that
-    diag(R) > 0, which is Gram-Schmidt done stably.
+
+def locked_directions(directions, locked, tol: float = DEGENERATE_TOL):
+    """TL-GAN's lock for a mask, the one implementation (`Axes.disentangle`, the editor's
+    compiled render and `orthogonal_to_others` all use it).
+
+    directions V [d, k] (columns need not be unit), locked m [k] bool ->
+    (V' [d, k] unit columns, ok [k] bool):
+        locked columns in index order:  l'_i = l_i − Q Qᵀ l_i   (Q: the unit l'_j so far),
+        every other column:             n'   = n − Q Qᵀ n       (Q: all the locked l'_j),
+    each divided by its norm (projections applied twice: "twice is enough").
+    ok[i] is False when column i keeps no more than `tol` of its norm: a locked axis in the
+    span of the locked ones before it (it then adds nothing to Q and its column is 0), or
+    another axis in the locked span. Numpy input is computed in numpy in its own dtype (e.g.
+    float64); anything else in JAX at highest precision, jittable with a traced mask, so one
+    compiled function serves every lock set.
     """
-    v = jnp.asarray(vectors, jnp.float32)
-    q, r = jnp.linalg.qr(v)
-    diag = jnp.diagonal(r)
-    sign = jnp.where(diag < 0, -1.0, 1.0)
-    rel = jnp.abs(diag) / jnp.maximum(jnp.linalg.norm(v, axis=0), 1e-30)
-    return q * sign[None, :], rel
+    xp = np if isinstance(directions, np.ndarray) else jnp
+    v = xp.asarray(directions)
+    mask = xp.asarray(locked).astype(bool)
+    if v.ndim != 2 or mask.shape != (v.shape[1],):
+        raise ValueError(f"locked_directions: need directions [d, k] and a mask [k], got shapes "
+                         f"{v.shape} and {mask.shape}")
+    tiny = 1e-30
 
+    def residual(x, basis):
+        for _ in range(2):
+            x = x - _dot(xp, basis, _dot(xp, basis.T, x))
+        return x
 
-def project_out(vectors: jax.Array, basis: jax.Array) -> jax.Array:
-    """Columns of `vectors` [d, t] minus their projection on span(basis) ([d, m] orthonormal).
-
-    Applied twice ("twice is enough") so the result is orthogonal to float32 precision.
-    """
-    v = jnp.asarray(vectors, jnp.float32)
-    for _ in range(2):
-        v = v - basis @ (basis.T @ v)
-    return v
+    scale = xp.maximum(xp.linalg.norm(v, axis=0), tiny)
+    basis = xp.zeros((v.shape[0], 0), v.dtype)
+    lock_ok = []
+    for i in range(v.shape[1]):                 # k is static and small: unrolled under jit
+        r = residual(v[:, i], basis)
+        norm = xp.linalg.norm(r)
+        good = norm > tol * scale[i]
+        lock_ok.append(good)
+        column = xp.where(mask[i] & good, r / xp.maximum(norm, tiny), 0.0).astype(v.dtype)
+        basis = xp.concatenate([basis, column[:, None]], axis=1)
+    rest = residual(v, basis)
+    norms = xp.linalg.norm(rest, axis=0)
+    out = xp.where(mask[None, :], basis, rest / xp.maximum(norms, tiny)[None, :])
+    ok = xp.where(mask, xp.stack(lock_ok), norms > tol * scale)
+    return out, ok
 
 
 def conditional_direction(n: jax.Array, conditions: jax.Array) -> jax.Array:
@@ -91,8 +111,8 @@ def conditional_direction(n: jax.Array, conditions: jax.Array) -> jax.Array:
     if n.ndim != 1 or c.ndim != 2 or c.shape[1] != n.shape[0]:
         raise ValueError(f"conditional_direction: need n [d] and conditions [m, d], got shapes "
                          f"{n.shape} and {c.shape}")
-    _, rel = orthonormal_basis(c.T)
-    if c.shape[0] > c.shape[1] or float(jnp.min(rel)) < DEGENERATE_TOL:
+    _, independent = locked_directions(c.T, jnp.ones(c.shape[0], bool))
+    if c.shape[0] > c.shape[1] or not bool(jnp.all(independent)):
         raise ValueError("conditional_direction: the condition directions are linearly "
                          "dependent, so C Cᵀ is singular")
     hi = jax.lax.Precision.HIGHEST
@@ -151,7 +171,7 @@ class Axes:
         object.__setattr__(self, "metadata", dict(self.metadata))
 
     @classmethod
-    def from_vectors(cls, vectors, names: Sequence[str], **kwargs) -> "Axes":
+    def from_vectors(cls, vectors, names: Sequence[str], **kwargs) -> Axes:
         """Axes from arbitrary non-zero column vectors [d, k], normalised to unit length."""
         v = np.asarray(vectors, np.float32)
         if v.ndim != 2:
@@ -198,7 +218,7 @@ class Axes:
         """The unit direction [d] of attribute `name`."""
         return self.directions[:, self.index(name)]
 
-    def select(self, names: Sequence[str]) -> "Axes":
+    def select(self, names: Sequence[str]) -> Axes:
         """The axes `names`, in that order (diagnostics kept for them)."""
         idx = self._indices(names, "select")
         keep = [self.names[i] for i in idx]
@@ -212,7 +232,7 @@ class Axes:
         d = np.asarray(self.directions, np.float64)
         return d.T @ d
 
-    def with_metadata(self, **entries: Any) -> "Axes":
+    def with_metadata(self, **entries: Any) -> Axes:
         """A copy with `entries` added to (or replacing entries of) the metadata."""
         return dataclasses.replace(self, metadata={**self.metadata, **entries})
 
@@ -245,7 +265,7 @@ class Axes:
         self.check_latent_dim(gen.latent_dim, gen.name)
 
     # --- disentangling ------------------------------------------------------------------
-    def disentangle(self, lock: Sequence[str], target: Sequence[str] | str | None = None) -> "Axes":
+    def disentangle(self, lock: Sequence[str], target: Sequence[str] | str | None = None) -> Axes:
         """TL-GAN's lock: a new Axes where the `lock`ed axes are Gram-Schmidt-orthogonalised
         among themselves IN THE ORDER GIVEN (so the result depends on that order when they
         are not orthogonal), every `target` axis (default: every axis not locked) has its
@@ -265,29 +285,25 @@ class Axes:
         if len(lock_idx) > self.latent_dim:
             raise ValueError(f"disentangle: cannot lock {len(lock_idx)} axes in a latent space of "
                              f"size {self.latent_dim}")
-        basis, rel = orthonormal_basis(self.directions[:, jnp.asarray(lock_idx)])
-        rel = np.asarray(rel)
-        for i, r in zip(lock_idx, rel):
-            if not r > DEGENERATE_TOL:
+        cols = jnp.asarray(lock_idx + target_idx)
+        moved, ok = locked_directions(self.directions[:, cols],
+                                      np.arange(len(cols)) < len(lock_idx))
+        ok = np.asarray(ok)
+        for j, i in enumerate(lock_idx + target_idx):
+            if not ok[j] and j < len(lock_idx):
                 raise ValueError(f"disentangle: locked axis {self.names[i]!r} lies in the span of "
                                  f"the axes locked before it")
-        out = self.directions.at[:, jnp.asarray(lock_idx)].set(basis)
-        if target_idx:
-            t = jnp.asarray(target_idx)
-            moved = project_out(self.directions[:, t], basis)
-            norms = np.asarray(jnp.linalg.norm(moved, axis=0))
-            for i, nm in zip(target_idx, norms):
-                if not nm > DEGENERATE_TOL:
-                    raise ValueError(f"disentangle: axis {self.names[i]!r} lies in the span of the "
-                                     f"locked axes; nothing is left after removing them")
-            out = out.at[:, t].set(moved / norms[None, :])
+            if not ok[j]:
+                raise ValueError(f"disentangle: axis {self.names[i]!r} lies in the span of the "
+                                 f"locked axes; nothing is left after removing them")
+        out = self.directions.at[:, cols].set(moved)
         history = list(self.metadata.get("derived", [])) + [
             {"op": "disentangle", "lock": [self.names[i] for i in lock_idx],
              "target": [self.names[i] for i in target_idx]}]
         return dataclasses.replace(self, directions=out,          # every changed column is unit
                                    metadata={**self.metadata, "derived": history})
 
-    def conditional(self, target: str, conditions: Sequence[str]) -> "Axes":
+    def conditional(self, target: str, conditions: Sequence[str]) -> Axes:
         """InterFaceGAN's conditional boundary: a new Axes whose `target` axis is replaced by
         `conditional_direction(n_target, C)` with C the `conditions` axes as rows; the other
         axes are unchanged. For the targets this equals `disentangle(lock=conditions)`."""
@@ -297,8 +313,8 @@ class Axes:
             return self
         if ti in cond_idx:
             raise ValueError(f"conditional: {target!r} cannot be its own condition")
-        conditions = self.directions[:, jnp.asarray(cond_idx)].T
-        n = conditional_direction(self.directions[:, ti], conditions)
+        n = conditional_direction(self.directions[:, ti],
+                                  self.directions[:, jnp.asarray(cond_idx)].T)
         history = list(self.metadata.get("derived", [])) + [
             {"op": "conditional", "target": target,
              "conditions": [self.names[i] for i in cond_idx]}]
@@ -307,8 +323,8 @@ class Axes:
 
     # --- files --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write a portable axes.npz (no pickled objects) to exactly `path`; returns it."""
-        path = Path(path)
+        """Write a portable axes.npz (no pickled objects) to exactly `path`, atomically (a
+        temporary file renamed into place); returns the path."""
         arrays = {
             "format": np.array(FILE_FORMAT),
             "directions": np.asarray(self.directions, np.float32),
@@ -317,13 +333,11 @@ class Axes:
             "metadata": np.array(_to_json(self.metadata, "metadata")),
             "diagnostics": np.array(_to_json(self.diagnostics, "diagnostics")),
         }
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        return atomic_write(path, buf.getvalue())
+        return write_npz(path, **arrays)
 
     @classmethod
     def load(cls, path: str | Path, latent_dim: int | None = None,
-             generator: str = "the generator") -> "Axes":
+             generator: str = "the generator") -> Axes:
         """Read an axes.npz written by `save`; with `latent_dim`, also check the latent size."""
         path = Path(path)
         try:
@@ -424,20 +438,26 @@ def _boundary_name(path) -> str:
     return name
 
 
-def jsonable(x: Any) -> Any:
-    """Plain Python data for JSON: arrays to lists, numpy/jax scalars to numbers, non-finite
-    floats to None."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, (jax.Array, np.ndarray, np.generic)):
-        return jsonable(np.asarray(x).tolist())
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, Path):
-        return str(x)
-    return x
+def orthogonal_to_others(axes: Axes, names: Sequence[str] | None = None,
+                         strict: bool = True) -> np.ndarray:
+    """[d, len(names)] float32: each axis of `names` (default: all) with every OTHER axis
+    locked (`locked_directions` in float64, the others in index order): its projection on
+    their span removed, re-normalised. Other axes that repeat or depend on earlier ones add
+    nothing to the span and are fine. An axis inside that span raises ValueError, or with
+    `strict=False` leaves its column NaN."""
+    names = tuple(axes.names if names is None else names)
+    d = np.asarray(axes.directions, np.float64)
+    out = np.full((d.shape[0], len(names)), np.nan, np.float32)
+    for j, a in enumerate(names):
+        i = axes.index(a)
+        cols = [c for c in range(d.shape[1]) if c != i] + [i]
+        moved, ok = locked_directions(d[:, cols], np.arange(len(cols)) < len(cols) - 1)
+        if ok[-1]:
+            out[:, j] = moved[:, -1]
+        elif strict:
+            raise ValueError(f"axis {a!r} lies in the span of the other axes; nothing is left "
+                             f"after locking them")
+    return out
 
 
 def _text(a: np.ndarray, path: Path, key: str) -> str:

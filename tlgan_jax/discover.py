@@ -1,4 +1,5 @@
-"""The main job, end to end: sample and label, fit axes, evaluate edits, write results.
+"""The main job, end to end: sample and label, fit axes, evaluate edits, write results; and
+`default_axes`, the same sampling and fit for (generator, extractors), cached.
 
 WORKDIR/
   samples/            (z, y) shards of the sampling run (resumable)
@@ -14,6 +15,8 @@ only on the evaluation faces, never on the samples the axes are fitted on.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import importlib.metadata
 import json
 import time
 from pathlib import Path
@@ -22,16 +25,18 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from tlgan_jax.axes import Axes, jsonable
-from tlgan_jax.editing import render_traversal
-from tlgan_jax.editing import edit_report, judges_for
+from tlgan_jax.axes import Axes
+from tlgan_jax.editing import edit_report, judges_for, render_traversal
+from tlgan_jax.files import atomic_write, file_lock, write_json
 from tlgan_jax.fit import fit_axes_in, method_targets
 from tlgan_jax.generators import Generator
 from tlgan_jax.plots import image_grid, save_png
 from tlgan_jax.sampling import Sampler
+from tlgan_jax.store import Samples
+from tlgan_jax.weights import pinned
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class DiscoverConfig:
     num_samples: int = 16384
     seed: int = 0
@@ -67,15 +72,9 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     timings["sampling_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    y, binary = method_targets(cfg.method, samples.y, samples.binary, cfg.logit_clip)
-    axes = fit_axes_in(gen, samples.z, y, cfg.latent_space, w=samples.w, method=cfg.method,
-                       names=samples.names, binary=binary, key=jax.random.key(cfg.seed + 1))
+    axes = fit_samples(sampler, samples, cfg)
     timings["fit_s"] = time.perf_counter() - t
     gen_z, gen = gen, gen.in_space(cfg.latent_space)   # evaluation and traversals in that space
-    axes = axes.with_metadata(generator=gen_z.name, latent_dim=gen.latent_dim,
-                              extractors=[e.name for e in sampler.extractors],
-                              num_samples=cfg.num_samples, seed=cfg.seed,
-                              logit_clip=cfg.logit_clip if cfg.method == "ols" else None)
     axes.save(workdir / "axes.npz")
 
     t = time.perf_counter()
@@ -99,7 +98,7 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
 
     t = time.perf_counter()
     faces = z_eval[:cfg.traversal_faces]
-    for i, name in enumerate(axes.names):
+    for name in axes.names:
         imgs = render_traversal(gen, faces, axes[name], cfg.traversal_steps)
         grid = image_grid(imgs, row_labels=[f"face {k}" for k in range(len(faces))],
                           col_labels=[f"{s:+g}" for s in cfg.traversal_steps],
@@ -114,9 +113,58 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
                "diagnostics": axes.diagnostics, "edits": free.as_dict(),
                "edits_locked": locked.as_dict(), "timings": timings,
                "samples_per_second": cfg.num_samples / max(timings["sampling_s"], 1e-9)}
-    (workdir / "summary.json").write_text(json.dumps(jsonable(summary), indent=1, allow_nan=False))
-    (workdir / "summary.md").write_text(summary_markdown(summary))
+    write_json(workdir / "summary.json", summary)
+    atomic_write(workdir / "summary.md", summary_markdown(summary))
     return axes, summary
+
+
+def fit_samples(sampler: Sampler, samples: Samples, cfg: DiscoverConfig = DiscoverConfig()
+                ) -> Axes:
+    """Step 4 of the main job: `cfg.method` fitted in `cfg.latent_space` (z: the generator's
+    canonical latents; w / w+ of style-based generators) on `fit.method_targets` of the scores
+    (OLS: binary logits clipped to ±cfg.logit_clip, as TL-GAN), split key key(seed + 1);
+    metadata names generator, extractors and sampling."""
+    gen = sampler.gen
+    y, binary = method_targets(cfg.method, samples.y, samples.binary, cfg.logit_clip)
+    axes = fit_axes_in(gen, samples.z, y, cfg.latent_space, w=samples.w, method=cfg.method,
+                       names=samples.names, binary=binary, key=jax.random.key(cfg.seed + 1))
+    return axes.with_metadata(generator=gen.name, latent_dim=gen.space_dim(cfg.latent_space),
+                              extractors=[e.name for e in sampler.extractors],
+                              num_samples=int(samples.z.shape[0]), seed=cfg.seed,
+                              logit_clip=cfg.logit_clip if cfg.method == "ols" else None)
+
+
+def default_axes(gen: Generator, extractors: Sequence[Any], *, num_samples: int = 8192,
+                 seed: int = 0, method: str = "ols", cache_dir: str | Path | None = None,
+                 progress: bool = False) -> Axes:
+    """The one way to get axes for (generator, extractors) without a workdir: sampled and
+    fitted exactly as `discover_axes` does (its DiscoverConfig defaults, `fit_samples`),
+    cached as an axes.npz under `cache_dir` (default: the weight cache's ``axes/``), keyed by
+    generator, extractor names, method, sample count, seed, logit clip, shard size and the
+    package version; only the first call samples and fits (under a file lock)."""
+    cfg = DiscoverConfig(num_samples=num_samples, seed=seed, method=method, progress=progress)
+    sampler = Sampler(gen, extractors, batch_size=cfg.batch_size)
+    key = {"generator": gen.name, "extractors": [e.name for e in sampler.extractors],
+           "method": cfg.method, "num_samples": cfg.num_samples, "seed": cfg.seed,
+           "logit_clip": cfg.logit_clip, "shard_size": cfg.shard_size, "version": _version()}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    cache_dir = Path(cache_dir) if cache_dir is not None else pinned.cache_dir() / "axes"
+    path = cache_dir / f"{_safe(gen.name)[-40:]}-{cfg.method}-{cfg.num_samples}-{digest}.npz"
+    with file_lock(path):
+        if path.is_file():
+            return Axes.load(path, gen.latent_dim, gen.name)
+        samples = sampler.run(cfg.seed, cfg.num_samples, shard_size=cfg.shard_size,
+                              progress=cfg.progress)
+        axes = fit_samples(sampler, samples, cfg).with_metadata(default_axes=key)
+        axes.save(path)
+    return axes
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("tlgan_jax")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _safe(name: str) -> str:

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tlgan_jax.axes import DEGENERATE_TOL, Axes
+from tlgan_jax.axes import Axes, orthogonal_to_others
 from tlgan_jax.extractors import descriptor_distance
 from tlgan_jax.generators import Generator
 
@@ -174,30 +174,6 @@ class EditReport:
         return d
 
 
-def orthogonal_to_others(axes: Axes, names: Sequence[str] | None = None,
-                         strict: bool = True) -> np.ndarray:
-    """[d, k]: the axis of each of `names` with its projection on the span of every other axis
-    removed, re-normalised (TL-GAN's lock of all the others). The span is taken by rank (SVD),
-    so repeated or dependent other axes are fine. An axis inside that span raises ValueError,
-    or with `strict=False` leaves its column NaN."""
-    names = tuple(names or axes.names)
-    d = np.asarray(axes.directions, np.float64)
-    out = np.full((d.shape[0], len(names)), np.nan, np.float32)
-    for j, a in enumerate(names):
-        i = axes.names.index(a)
-        u, s, _ = np.linalg.svd(np.delete(d, i, axis=1), full_matrices=False)
-        basis = u[:, s > DEGENERATE_TOL * s[0]] if s.size and s[0] > 0 else u[:, :0]
-        n = d[:, i] / np.linalg.norm(d[:, i])
-        r = n - basis @ (basis.T @ n)
-        norm = np.linalg.norm(r)
-        if norm > DEGENERATE_TOL:
-            out[:, j] = r / norm
-        elif strict:
-            raise ValueError(f"axis {a!r} lies in the span of the other axes; nothing is left "
-                             f"after locking them")
-    return out
-
-
 def scores_after_edits(label: Label, z: np.ndarray, directions: np.ndarray,
                        step: float) -> tuple[np.ndarray, np.ndarray]:
     """(y(z + λ n_j), y(z − λ n_j)), each [k, N, m], for directions [k, d]: every edit of
@@ -216,14 +192,14 @@ def edit_effects(y0: np.ndarray, y_plus: np.ndarray, y_minus: np.ndarray, cols: 
     y0 [N, m] and the scores after edits y_plus/y_minus [k, N, m]; edit j targets column
     cols[j]; `scale` [m] the units s (default 1)."""
     y0 = np.asarray(y0)
-    cols = np.asarray(cols, int)
-    rows = np.arange(len(cols))
-    up = np.mean(y_plus[rows, :, cols] > y0[:, cols].T, axis=1)
-    down = np.mean(y_minus[rows, :, cols] < y0[:, cols].T, axis=1)
+    c = np.asarray(cols, int)
+    rows = np.arange(len(c))
+    up = np.mean(y_plus[rows, :, c] > y0[:, c].T, axis=1)
+    down = np.mean(y_minus[rows, :, c] < y0[:, c].T, axis=1)
     delta = np.mean(np.asarray(y_plus, np.float64) - y_minus, axis=1)          # [k, m]
     if scale is not None:
         delta = delta / np.asarray(scale, np.float64)[None, :]
-    own = delta[rows, cols][:, None]
+    own = delta[rows, c][:, None]
     ent = np.divide(delta, own, out=np.full_like(delta, np.nan), where=own != 0)
     return up, down, ent
 

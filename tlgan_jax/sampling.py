@@ -18,12 +18,13 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm.auto import tqdm
 
 from tlgan_jax import store as shard_io
 from tlgan_jax.extractors import Extractor, as_extractor, stack_scores
 from tlgan_jax.generators import Generator
-from tlgan_jax.progress import Progress
 from tlgan_jax.store import Samples
 
 DEFAULT_SHARD_SIZE = 4096
@@ -132,7 +133,8 @@ class Sampler:
         held: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         done = sum(min(shard_size, num - i * shard_size) for i in mine if i not in todo)
         total = sum(min(shard_size, num - i * shard_size) for i in mine)
-        with Progress(total, "labelling", unit="samples", enabled=progress, initial=done) as bar:
+        with tqdm(total=total, initial=done, desc="labelling", unit="samples",
+                  disable=not progress) as bar:
             for i in todo:
                 rows = min(shard_size, num - i * shard_size)
                 z = shard_latents(key, i, shard_size, self.gen.latent_dim)[:rows]

@@ -22,10 +22,10 @@ import dataclasses
 import hashlib
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+from absl import logging
 
 from tlgan_jax.files import DirectoryLock, NpzError, atomic_write, create_exclusive, read_npz
 
@@ -176,7 +176,7 @@ class ShardStore:
             self._read(i)
             return True
         except ShardStoreError as e:
-            print(f"tlgan_jax: {e}; recomputing it", file=sys.stderr)
+            logging.warning("tlgan_jax: %s; recomputing it", e)
             return False
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:

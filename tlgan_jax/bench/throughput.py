@@ -14,19 +14,16 @@ and per attribute the correlation across samples and the sign agreement.
 """
 from __future__ import annotations
 
-import os
-import platform
 import time
 from typing import Sequence
 
 import jax
 import numpy as np
 
-from tlgan_jax.extractors import Extractor
-from tlgan_jax.generators import Generator
+from tlgan_jax.bench.machine import machine_info  # noqa: F401  (part of this module's API)
+from tlgan_jax.extractors import Extractor, load_extractor
+from tlgan_jax.generators import Generator, load_generator
 from tlgan_jax.sampling import Sampler
-from tlgan_jax.extractors import load_extractor
-from tlgan_jax.generators import load_generator
 
 DTYPES = ("float32", "bfloat16")
 BF16_RMS_TOL = 2e-2      # bf16 keeps 8 significant bits: 2^-8 ≈ 4e-3 per rounding, ~20 layers
@@ -129,11 +126,3 @@ def fast_path_agreement(reference: Models, fast: Models, num: int = 64, seed: in
         y_ref = ref.label(z)
     y_fast = Sampler(*fast, batch_size=min(batch, num)).label(z)
     return output_agreement(y_ref, y_fast, ref.names, ref.binary)
-
-
-def machine_info() -> dict:
-    """Where a benchmark ran: platform, CPU count, JAX backend and devices."""
-    return {"platform": platform.platform(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
-            "devices": [str(d) for d in jax.devices()],
-            "device_kind": jax.devices()[0].device_kind, "jax_version": jax.__version__}

