@@ -3,6 +3,13 @@ the device and are never stored.
 
     y = concat_j F_j(G(z))      one jitted function, data-parallel over the local devices.
 
+On CPU (the default there, chosen by measurement, see docs/cpu_notes.md) the labeller is
+compiled for speed without changing its maths: each device labels its rows in micro-batches
+of `CPU_MICRO_BATCH` inside one executable (`lax.map`: a layer's activations stay in cache),
+XLA:CPU's YNNPACK fusions are off for this executable only (its own convolutions are faster
+on these small nets), and with one CPU device per core (`runtime.configure`) each device's
+shard runs single-threaded. Labels equal the plain `jax.jit(label)`'s to float rounding.
+
 Determinism: the latents of shard i are `normal(fold_in(key, i), [shard_size, d])`, so a seed
 gives the same (z, y) whatever the batch size, the number of devices or of hosts (shards are
 dealt round-robin to `jax.distributed` processes). Shards are streamed to disk (`store.py`)
@@ -19,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from tlgan_jax import runtime
 from tlgan_jax import store as shard_io
 from tlgan_jax.extractors import Extractor, as_extractor, stack_scores
 from tlgan_jax.generators import Generator
@@ -26,6 +34,10 @@ from tlgan_jax.progress import Progress
 from tlgan_jax.store import Samples
 
 DEFAULT_SHARD_SIZE = 4096
+CPU_MICRO_BATCH = 32        # rows per step of a CPU device's lax.map (measured; docs/cpu_notes.md)
+# XLA options of the CPU labeller's executable: YNNPACK fusions off (XLA's own convolutions are
+# 1.5-2x faster on these small nets); applied only where this jaxlib knows the option.
+CPU_LABELLER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
 def shard_latents(key: jax.Array, shard_index: int, shard_size: int, latent_dim: int) -> jax.Array:
@@ -46,12 +58,40 @@ def make_labeller(gen: Generator, extractors: Sequence[Extractor]):
     return label, params
 
 
+def micro_batched(label, rows: int):
+    """label(params, z) computed `rows` rows at a time in one `lax.map` (z's row count must be
+    a multiple of `rows`); same values, smaller live activations."""
+    def chunked(params, z):
+        n = z.shape[0]
+        y = jax.lax.map(lambda zc: label(params, zc), z.reshape(n // rows, rows, z.shape[1]))
+        return y.reshape(n, y.shape[-1])
+    return chunked
+
+
+def labeller_options(devices: Sequence[jax.Device]) -> dict:
+    """XLA compiler options for the labeller on `devices` (module doc): on CPU, YNNPACK fusions
+    off, and single-threaded per device when there is a device per usable core."""
+    if any(d.platform != "cpu" for d in devices):
+        return {}
+    options = dict(CPU_LABELLER_OPTIONS)
+    if len(devices) > 1 and len(devices) >= runtime.usable_cores():
+        options["xla_cpu_multi_thread_eigen"] = False
+    return runtime.supported_compiler_options(options)
+
+
 class Sampler:
     """Labels latents with `extractors` applied to `gen`'s images, batch by batch, data-parallel
-    over `devices` (default: this process's local devices)."""
+    over `devices` (default: this process's local devices).
+
+    micro_batch: rows per `lax.map` step on each device; "auto" = `CPU_MICRO_BATCH` on CPU,
+    none elsewhere; None = off. The batch is rounded up to a multiple of devices x micro_batch
+    (when a device gets more rows than one micro-batch).
+    """
 
     def __init__(self, gen: Generator, extractors: Sequence[Any], *, batch_size: int = 256,
-                 devices: Sequence[jax.Device] | None = None):
+                 devices: Sequence[jax.Device] | None = None,
+                 micro_batch: int | str | None = "auto"):
+        runtime.ensure_configured()
         self.gen = gen
         self.extractors = tuple(as_extractor(e, gen.resolution) for e in extractors)
         if not self.extractors:
@@ -63,12 +103,31 @@ class Sampler:
         devices = list(devices) if devices is not None else jax.local_devices()
         self.mesh = Mesh(np.array(devices), ("data",))
         n_dev = len(devices)
-        self.batch_size = -(-int(batch_size) // n_dev) * n_dev   # a multiple of the device count
+        if micro_batch == "auto":
+            micro_batch = CPU_MICRO_BATCH if all(d.platform == "cpu" for d in devices) else None
+        if micro_batch is not None and (not isinstance(micro_batch, int) or micro_batch < 1):
+            raise ValueError(f"micro_batch must be a positive integer, 'auto' or None, got "
+                             f"{micro_batch!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        rows = -(-int(batch_size) // n_dev)                      # per device
+        if micro_batch is not None and rows > micro_batch:
+            rows = -(-rows // micro_batch) * micro_batch
+        else:
+            micro_batch = None                                   # one step: no lax.map
+        self.batch_size = rows * n_dev
+        self.micro_batch = micro_batch
         label, params = make_labeller(gen, self.extractors)
+        per_device = micro_batched(label, micro_batch) if micro_batch else label
         replicated, by_row = NamedSharding(self.mesh, P()), NamedSharding(self.mesh, P("data"))
         self._params = jax.device_put(params, replicated)
         self._by_row = by_row
-        self._label = jax.jit(label, in_shardings=(replicated, by_row), out_shardings=by_row)
+        self.compiler_options = labeller_options(devices)
+        self._label = jax.jit(
+            jax.shard_map(per_device, mesh=self.mesh, in_specs=(P(), P("data")),
+                          out_specs=P("data")),
+            in_shardings=(replicated, by_row), out_shardings=by_row,
+            compiler_options=self.compiler_options or None)
 
     @functools.cached_property
     def metadata(self) -> dict:

@@ -16,6 +16,7 @@ import json
 import jax
 import jax.numpy as jnp
 
+from tlgan_jax import runtime
 from tlgan_jax.extractors import celeba40, cydral
 from tlgan_jax.extractors import fer as mx
 from tlgan_jax.extractors.core import (Extractor, as_extractor, check_images, custom_extractor,
@@ -93,6 +94,7 @@ def _emotion() -> Extractor:
 
 def load_extractor(name: str) -> Extractor:
     """An `Extractor` by name (see the module docstring)."""
+    runtime.ensure_configured()      # JAX set-up before its first use (tlgan_jax.runtime)
     builders = {"gender": _gender, "age": _age, "emotion": _emotion}
     if name in builders:
         return builders[name]()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from tlgan_jax import runtime
 from tlgan_jax.generators import dcgan, pggan
 from tlgan_jax.generators.core import LATENT_PRIORS, Generator, to_uint8
 from tlgan_jax.weights import pinned
@@ -49,6 +50,7 @@ def _pggan1024(fast: bool, seed: int = 0) -> Generator:
 
 def load_generator(name: str = EMBEDDED_GENERATOR, *, fast: bool = False) -> Generator:
     """A `Generator` by name (see the module docstring). fast: bf16 fast path where offered."""
+    runtime.ensure_configured()      # JAX set-up before its first use (tlgan_jax.runtime)
     if name == "digiface64":
         return _digiface64()
     if name.startswith("pggan:"):
