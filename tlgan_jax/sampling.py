@@ -58,13 +58,13 @@ def make_labeller(gen: Generator, extractors: Sequence[Extractor]):
     return label, params
 
 
-def micro_batched(label, rows: int):
-    """label(params, z) computed `rows` rows at a time in one `lax.map` (z's row count must be
-    a multiple of `rows`); same values, smaller live activations."""
-    def chunked(params, z):
-        n = z.shape[0]
-        y = jax.lax.map(lambda zc: label(params, zc), z.reshape(n // rows, rows, z.shape[1]))
-        return y.reshape(n, y.shape[-1])
+def micro_batched(fn, rows: int):
+    """fn(params, x) computed `rows` rows of x at a time in one `lax.map` (x's row count must
+    be a multiple of `rows`); same values, smaller live activations."""
+    def chunked(params, x):
+        n = x.shape[0]
+        y = jax.lax.map(lambda xc: fn(params, xc), x.reshape(n // rows, rows, *x.shape[1:]))
+        return y.reshape(n, *y.shape[2:])
     return chunked
 
 
@@ -79,13 +79,54 @@ def labeller_options(devices: Sequence[jax.Device]) -> dict:
     return runtime.supported_compiler_options(options)
 
 
-class Sampler:
-    """Labels latents with `extractors` applied to `gen`'s images, batch by batch, data-parallel
-    over `devices` (default: this process's local devices).
+class RowParallel:
+    """fn(params, x) -> y, row-wise, compiled data-parallel over `devices` (default: the local
+    ones): x's rows are split over the devices (shard_map), each device runs its rows in
+    micro-batches (`micro_batched`) with `labeller_options`. Call `self(x)` with exactly
+    `batch_size` rows: batch_size is rounded up to a multiple of devices × micro_batch.
 
     micro_batch: rows per `lax.map` step on each device; "auto" = `CPU_MICRO_BATCH` on CPU,
-    none elsewhere; None = off. The batch is rounded up to a multiple of devices x micro_batch
-    (when a device gets more rows than one micro-batch).
+    none elsewhere; None = off (also when a device gets no more than one micro-batch).
+    """
+
+    def __init__(self, fn, params, batch_size: int, *,
+                 devices: Sequence[jax.Device] | None = None,
+                 micro_batch: int | str | None = "auto"):
+        devices = list(devices) if devices is not None else jax.local_devices()
+        self.mesh = Mesh(np.array(devices), ("data",))
+        if micro_batch == "auto":
+            micro_batch = CPU_MICRO_BATCH if all(d.platform == "cpu" for d in devices) else None
+        if micro_batch is not None and (not isinstance(micro_batch, int) or micro_batch < 1):
+            raise ValueError(f"micro_batch must be a positive integer, 'auto' or None, got "
+                             f"{micro_batch!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        rows = -(-int(batch_size) // len(devices))                 # per device
+        if micro_batch is not None and rows > micro_batch:
+            rows = -(-rows // micro_batch) * micro_batch
+        else:
+            micro_batch = None                                     # one step: no lax.map
+        self.batch_size, self.micro_batch = rows * len(devices), micro_batch
+        self.replicated = NamedSharding(self.mesh, P())
+        self.by_row = NamedSharding(self.mesh, P("data"))
+        self.params = jax.device_put(params, self.replicated)
+        self.compiler_options = labeller_options(devices)
+        per_device = micro_batched(fn, micro_batch) if micro_batch else fn
+        self.jitted = jax.jit(
+            jax.shard_map(per_device, mesh=self.mesh, in_specs=(P(), P("data")),
+                          out_specs=P("data")),
+            in_shardings=(self.replicated, self.by_row), out_shardings=self.by_row,
+            compiler_options=self.compiler_options or None)
+
+    def __call__(self, x) -> jax.Array:
+        """fn(params, x) for x with `batch_size` rows (asynchronous; sharded by row)."""
+        return self.jitted(self.params, jax.device_put(x, self.by_row))
+
+
+class Sampler:
+    """Labels latents with `extractors` applied to `gen`'s images, batch by batch, data-parallel
+    over `devices` (default: this process's local devices), in the form `RowParallel` compiles
+    (micro_batch: see there). batch_size is rounded up to a multiple of devices × micro-batch.
     """
 
     def __init__(self, gen: Generator, extractors: Sequence[Any], *, batch_size: int = 256,
@@ -100,34 +141,12 @@ class Sampler:
         if len(set(self.names)) != len(self.names):
             raise ValueError(f"attribute names must be unique across extractors, got {self.names}")
         self.binary = tuple(b for e in self.extractors for b in e.binary)
-        devices = list(devices) if devices is not None else jax.local_devices()
-        self.mesh = Mesh(np.array(devices), ("data",))
-        n_dev = len(devices)
-        if micro_batch == "auto":
-            micro_batch = CPU_MICRO_BATCH if all(d.platform == "cpu" for d in devices) else None
-        if micro_batch is not None and (not isinstance(micro_batch, int) or micro_batch < 1):
-            raise ValueError(f"micro_batch must be a positive integer, 'auto' or None, got "
-                             f"{micro_batch!r}")
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        rows = -(-int(batch_size) // n_dev)                      # per device
-        if micro_batch is not None and rows > micro_batch:
-            rows = -(-rows // micro_batch) * micro_batch
-        else:
-            micro_batch = None                                   # one step: no lax.map
-        self.batch_size = rows * n_dev
-        self.micro_batch = micro_batch
         label, params = make_labeller(gen, self.extractors)
-        per_device = micro_batched(label, micro_batch) if micro_batch else label
-        replicated, by_row = NamedSharding(self.mesh, P()), NamedSharding(self.mesh, P("data"))
-        self._params = jax.device_put(params, replicated)
-        self._by_row = by_row
-        self.compiler_options = labeller_options(devices)
-        self._label = jax.jit(
-            jax.shard_map(per_device, mesh=self.mesh, in_specs=(P(), P("data")),
-                          out_specs=P("data")),
-            in_shardings=(replicated, by_row), out_shardings=by_row,
-            compiler_options=self.compiler_options or None)
+        self.labeller = RowParallel(label, params, batch_size, devices=devices,
+                                    micro_batch=micro_batch)
+        self.mesh, self.batch_size = self.labeller.mesh, self.labeller.batch_size
+        self.micro_batch = self.labeller.micro_batch
+        self.compiler_options = self.labeller.compiler_options
 
     @functools.cached_property
     def metadata(self) -> dict:
@@ -144,7 +163,7 @@ class Sampler:
             n = zb.shape[0]
             if n < b:  # keep one compiled shape: pad the last batch, drop the padding after
                 zb = jnp.concatenate([zb, jnp.zeros((b - n, zb.shape[1]), zb.dtype)])
-            out.append((self._label(self._params, jax.device_put(zb, self._by_row)), n))
+            out.append((self.labeller(zb), n))
         return out
 
     def label(self, z) -> np.ndarray:
