@@ -86,6 +86,8 @@ def test_cpu_profile_parts_add_up_and_the_floor_follows_from_flops():
                                matmul_size=256, conv_batch=2)
     nets = p["networks"]
     assert set(nets) == {"generator: toy", "extractor: toy", "labeller (all)"}
+    matmul = 2 * 32 * 16 * 16 * 3 * 4 / 1e6          # the toy generator's z @ W, per sample
+    assert matmul <= nets["generator: toy"]["mflop_per_sample_xla"] <= 1.1 * matmul
     parts = sum(nets[k]["mflop_per_sample_xla"] for k in ("generator: toy", "extractor: toy"))
     assert nets["labeller (all)"]["mflop_per_sample_xla"] == pytest.approx(parts, rel=1e-3)
     assert p["floor_gflops"] == max(p["attainable"]["gflops"].values()) > 0

@@ -295,6 +295,7 @@ def cpu_profile(models: Models, batch: int = 256, rounds: int = 5, calls: int = 
              all_key: _xla_flops(label, label_params, z_spec)}
     for e in extractors:
         flops[f"extractor: {e.name}"] = _xla_flops(e.score_array, e.params, im_spec)
+    flops = {k: None if v is None else v / batch for k, v in flops.items()}   # per sample
     times = {name: [] for name in parts}
     for _ in range(rounds):
         for name, p in parts.items():
