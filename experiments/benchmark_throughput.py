@@ -92,10 +92,10 @@ def main(argv):
         report["peer"] = peer
         print(f"median ratio vs peer: {report['ratio_vs_peer']:.2f}x")
     report["load_average_after"] = throughput.load_average()
-    report["caveat"] = (f"load average {report['load_average_before'][0]:.1f} before, "
-                        f"{report['load_average_after'][0]:.1f} after, on "
-                        f"{report['machine']['usable_cores']} cores: absolute rates on a loaded "
-                        f"machine are noise; the alternating ratio is the figure")
+    report["caveat"] = throughput.load_caveat(
+        [report["load_average_before"], report["load_average_after"]]
+        + [r[k] for r in report.get("peer_rounds", [])
+           for k in ("load_average_before", "load_average_after")])
     if FLAGS.profile_json:
         profile = throughput.cpu_profile(models[FLAGS.dtype[0]], batch=int(FLAGS.batch[0]))
         Path(FLAGS.profile_json).parent.mkdir(parents=True, exist_ok=True)

@@ -163,6 +163,15 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def load_caveat(loads: Sequence[Sequence[float]]) -> str:
+    """One line on the machine's load during a run, from the load averages recorded in it."""
+    one_min = [l[0] for l in loads]
+    return (f"1-minute load average {min(one_min):.1f}-{max(one_min):.1f} during the run on "
+            f"{runtime.usable_cores()} usable cores (shared machine): absolute rates and "
+            f"GFLOP/s are low and noisy under load; the same-run ratios (ours/peer alternating, "
+            f"fraction of the floor) are the figures, to be re-measured on an idle machine")
+
+
 def machine_info() -> dict:
     """Where a benchmark ran: CPU model and cores, platform, JAX backend and devices."""
     return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
@@ -315,9 +324,7 @@ def cpu_profile(models: Models, batch: int = 256, rounds: int = 5, calls: int = 
     total = nets[all_key]
     return {
         "machine": machine_info(), "load_average_before": before, "load_average_after": after,
-        "caveat": (f"load average {before[0]:.1f} before, {after[0]:.1f} after, on "
-                   f"{runtime.usable_cores()} cores: on a loaded machine times and attainable "
-                   f"GFLOP/s are both low; their ratio (fraction of the floor) less so"),
+        "caveat": load_caveat([before, after]),
         "batch": sampler.batch_size, "micro_batch": sampler.micro_batch,
         "labeller_devices": int(sampler.mesh.devices.size),
         "compiler_options": sampler.compiler_options, "rounds": rounds,
