@@ -5,6 +5,8 @@ r"""Throughput of the labelling pipeline z -> G(z) -> extractors -> y, in labell
       --peer_python=/path/to/python-with-torch-and-onnxruntime
   python experiments/benchmark_throughput.py --generator=pggan1024 --extractors=celeba40-random \
       --batch=32,64,128 --dtype=float32,bfloat16 --num=4096 --json=runs/bench_gpu.json
+  python experiments/benchmark_throughput.py --generator=stylegan2-1024 \
+      --extractors=celeba40-random --batch=16,32 --dtype=float32,bfloat16 --num=1024
 
 Each (batch, dtype) configuration is compiled and warmed up first, then timed over --num
 samples (see `tlgan_jax.bench.throughput`). When both dtypes are swept, the bf16 fast path's
@@ -36,7 +38,7 @@ flags.DEFINE_list("extractors", ["gender", "age"], "Extractor names.")
 flags.DEFINE_list("batch", ["256"], "Batch sizes to sweep.")
 flags.DEFINE_list("dtype", ["float32"],
                   "Generator compute dtypes to sweep: float32 (faithful) and/or bfloat16 (the "
-                  "generator's fast path; pg-GAN generators only).")
+                  "generator's fast path; pg-GAN and StyleGAN2 generators).")
 flags.DEFINE_integer("num", 8192, "Samples timed per configuration (after a warm-up).")
 flags.DEFINE_integer("repeats", 1, "Timed repeats per configuration; the best is reported.")
 flags.DEFINE_integer("agreement_samples", 64, "Latents on which the bf16 path's outputs are "
@@ -61,6 +63,13 @@ def main(argv):
     results, samplers = [], []
     models = {dtype: throughput.load_models(FLAGS.generator, FLAGS.extractors, dtype)
               for dtype in FLAGS.dtype}
+    gen_flops = {}
+    for dtype in FLAGS.dtype:
+        gen = models[dtype][0]
+        gen_flops[dtype] = throughput.generator_flops_per_image(gen)
+        if gen_flops[dtype] is not None:
+            print(f"{gen.name} ({dtype}): {gen_flops[dtype] / 1e9:.2f} GFLOP per image "
+                  f"(XLA cost analysis of the generator alone, batch 1)", flush=True)
     for dtype in FLAGS.dtype:
         for batch in FLAGS.batch:
             sampler = Sampler(*models[dtype], batch_size=int(batch))
@@ -75,7 +84,7 @@ def main(argv):
     report = {"machine": throughput.machine_info(), "load_average_before": load_before,
               "results": results,
               "samples_per_second": results[i_best]["samples_per_second"],
-              "best": results[i_best]}
+              "best": results[i_best], "generator_flops_per_image": gen_flops}
     if set(throughput.DTYPES) <= set(FLAGS.dtype) and FLAGS.agreement_samples > 0:
         agree = throughput.fast_path_agreement(models["float32"], models["bfloat16"],
                                                FLAGS.agreement_samples)

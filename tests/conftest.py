@@ -1,4 +1,4 @@
-"""Shared test helpers: the pinned weight files, the pg-GAN fixtures, the parity metric, and
+"""Shared test helpers: the pinned weight files, the pg-GAN and StyleGAN2 fixtures, the parity metric, and
 optional extras that CI must have."""
 import importlib
 import os
@@ -53,4 +53,14 @@ def pggan_fixtures_dir() -> Path:
     path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "pggan"
     if not (path / "tiny32_lod0.pkl").is_file():
         pytest.fail(f"pg-GAN fixtures not found at {path} (set TLGAN_PGGAN_FIXTURES)")
+    return path
+
+
+def stylegan2_fixtures_dir() -> Path:
+    """shared/fixtures/stylegan2 beside the repository (override: TLGAN_STYLEGAN2_FIXTURES)."""
+    env = os.environ.get("TLGAN_STYLEGAN2_FIXTURES")
+    path = (Path(env) if env else
+            Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "stylegan2")
+    if not (path / "tiny32.pkl").is_file():
+        pytest.fail(f"StyleGAN2 fixtures not found at {path} (set TLGAN_STYLEGAN2_FIXTURES)")
     return path

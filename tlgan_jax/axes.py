@@ -9,9 +9,15 @@ lock list (l_1 is kept, l_2 loses its l_1 component, …) whenever they are not 
 Conditional direction (InterFaceGAN): with condition directions C [m, d] (rows),
     (C Cᵀ) x = C n,   n' = (n − Cᵀ x) / ‖n − Cᵀ x‖,
 the projection of n onto the orthogonal complement of span C: the same as a TL-GAN target.
-Files (`Axes.save`/`Axes.load`): `axes.npz` written with np.savez, read with
-allow_pickle=False: `directions` [d, k] float32, `names` [k] unicode, `method`, `format`, and
-`metadata` / `diagnostics` as JSON strings (non-finite numbers stored as null).
+Files (`Axes.save`/`Axes.load`): `axes.npz` written with np.savez (to a temporary name, then
+renamed): `directions` [d, k] float32, `names` [k] unicode, `method`, `format`, and
+`metadata` / `diagnostics` as JSON objects in strings (non-finite numbers stored as null).
+`Axes.load` reads only these members, each within a size limit (`AXES_FILE_LIMITS`, checked
+against the zip directory before reading) and never a pickled object; anything else in the
+file is ignored, and every problem is a ValueError naming the file.
+The peer tools' files: InterFaceGAN boundaries (`.npy` [1, d], one per attribute) and TL-GAN's
+feature-direction pickle, read and written by `Axes.from_interfacegan` / `save_interfacegan`
+and `Axes.from_tlgan` / `save_tlgan` (tlgan_jax.weights.peer_axes).
 """
 from __future__ import annotations
 
@@ -26,7 +32,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tlgan_jax.extractors import BUILTIN_EXTRACTORS, EMBEDDED_EXTRACTORS
+from tlgan_jax.files import NpzError, atomic_write, read_npz
+from tlgan_jax.generators import BUILTIN_GENERATORS, EMBEDDED_GENERATOR
+from tlgan_jax.weights.peer_axes import (read_interfacegan_boundary, read_tlgan_directions,
+                                         write_interfacegan_boundary, write_tlgan_directions)
+
 FILE_FORMAT = "tlgan_jax.axes/1"
+# The most bytes `Axes.load` reads per member (d·k·4 bytes of directions: 16 MiB is e.g.
+# d = 512 with 8192 axes); a file claiming more is refused before anything is allocated.
+AXES_FILE_LIMITS = {"directions": 16 << 20, "names": 4 << 20, "method": 64 << 10,
+                    "format": 64 << 10, "metadata": 4 << 20, "diagnostics": 16 << 20}
 _UNIT_TOL = 1e-3          # |‖n‖ − 1| allowed for stored directions
 DEGENERATE_TOL = 1e-4    # residual below this fraction of a vector's norm: it is in the span
 
@@ -209,8 +225,23 @@ class Axes:
             raise ValueError(f"axes were fitted for latent size {self.latent_dim} but generator "
                              f"{generator} has latent size {int(latent_dim)}{extra}")
 
+    @property
+    def latent_space(self) -> str:
+        """The space the directions live in: metadata 'latent_space' ('z' when absent)."""
+        return str(self.metadata.get("latent_space", "z"))
+
     def check_generator(self, gen) -> None:
-        """`check_latent_dim` for a tlgan_jax Generator (uses gen.latent_dim and gen.name)."""
+        """Raise ValueError unless these axes fit `gen` (a tlgan_jax Generator, possibly a
+        w / w+ view): the same latent space (applying W axes to z, or z axes to w, is refused:
+        the spaces differ even where their sizes agree) and latent size."""
+        space = getattr(gen, "latent_space", "z")
+        if self.latent_space != space:
+            offers = getattr(gen, "spaces", lambda: ("z",))()
+            hint = (f"use gen.in_space({self.latent_space!r}) and latents from "
+                    f"gen.encode(z, {self.latent_space!r})" if self.latent_space in offers
+                    else f"generator {gen.name} has no {self.latent_space} space")
+            raise ValueError(f"axes are in {self.latent_space} space but generator {gen.name} "
+                             f"takes {space} latents; {hint}")
         self.check_latent_dim(gen.latent_dim, gen.name)
 
     # --- disentangling ------------------------------------------------------------------
@@ -288,8 +319,7 @@ class Axes:
         }
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        path.write_bytes(buf.getvalue())
-        return path
+        return atomic_write(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: str | Path, latent_dim: int | None = None,
@@ -297,42 +327,101 @@ class Axes:
         """Read an axes.npz written by `save`; with `latent_dim`, also check the latent size."""
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as f:
-                data = {k: f[k] for k in f.files}
-        except ValueError as e:                     # e.g. an object array (would need pickle)
-            raise ValueError(f"{path}: not a portable axes file: {e}") from None
-        except (OSError, EOFError) as e:
-            if isinstance(e, FileNotFoundError):
-                raise
-            raise ValueError(f"{path}: not a readable .npz file: {e}") from None
-        missing = [k for k in ("directions", "names", "method", "metadata", "diagnostics")
-                   if k not in data]
-        if missing:
-            raise ValueError(f"{path}: not an axes file: missing key(s) {missing}")
-        fmt = str(data["format"]) if "format" in data else FILE_FORMAT
+            data = read_npz(path, AXES_FILE_LIMITS, what="an axes file (axes.npz)",
+                            required=("directions", "names", "method", "metadata",
+                                      "diagnostics"))
+        except NpzError as e:
+            lead = "not a portable axes file" if e.pickled else "not an axes file"
+            reason = e.reason.removeprefix("not an axes file (axes.npz): ")
+            raise ValueError(f"{path}: {lead}: {reason}; give an axes.npz written by "
+                             f"Axes.save or experiments/discover_axes.py") from None
+        fmt = _text(data["format"], path, "format") if "format" in data else FILE_FORMAT
         if fmt != FILE_FORMAT:
             raise ValueError(f"{path}: unsupported axes file format {fmt!r} (this version reads "
                              f"{FILE_FORMAT!r})")
         if data["names"].dtype.kind != "U" or data["names"].ndim != 1:
             raise ValueError(f"{path}: 'names' must be a 1-D array of strings, got dtype "
                              f"{data['names'].dtype} and shape {data['names'].shape}")
-        try:
-            metadata = json.loads(str(data["metadata"]))
-            diagnostics = json.loads(str(data["diagnostics"]))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: metadata/diagnostics are not valid JSON: {e}") from None
+        method = _text(data["method"], path, "method")
+        metadata = _json_object(data["metadata"], path, "metadata")
+        diagnostics = _json_object(data["diagnostics"], path, "diagnostics")
+        bad = sorted(k for k, v in diagnostics.items() if not isinstance(v, dict))
+        if bad:
+            raise ValueError(f"{path}: 'diagnostics' must map each axis name to an object of "
+                             f"figures; not objects: {bad[:5]}")
         try:
             axes = cls(data["directions"], tuple(str(n) for n in data["names"]),
-                       method=str(data["method"]), diagnostics=diagnostics, metadata=metadata)
+                       method=method, diagnostics=diagnostics, metadata=metadata)
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
         if latent_dim is not None:
             axes.check_latent_dim(latent_dim, generator)
         return axes
 
+    # --- the peer tools' files ---------------------------------------------------------
+    @classmethod
+    def from_interfacegan(cls, files, latent_space: str = "z") -> "Axes":
+        """Axes from InterFaceGAN boundary files (`.npy`, float32 [1, d], one attribute
+        each): `files` a {name: path} mapping, or paths named by their file name without
+        '_boundary.npy' (e.g. stylegan_ffhq_age_w_boundary.npy -> 'stylegan_ffhq_age_w').
+        latent_space: the space they were trained in ('z'; 'w' / 'w+' for InterFaceGAN's
+        StyleGAN 'w' / 'wp' boundaries, whose [num_layers, 512] rows are flattened as ours)."""
+        if isinstance(files, (str, Path)):
+            files = [files]
+        if not isinstance(files, dict):
+            files = {_boundary_name(p): p for p in files}
+        if not files:
+            raise ValueError("from_interfacegan: no boundary files given")
+        vectors = [read_interfacegan_boundary(p) for p in files.values()]
+        sizes = sorted({v.shape[0] for v in vectors})
+        if len(sizes) > 1:
+            raise ValueError(f"from_interfacegan: the boundaries have different sizes {sizes}")
+        return cls.from_vectors(np.stack(vectors, 1), tuple(files), method="interfacegan",
+                                metadata={"latent_space": latent_space, "source": "interfacegan",
+                                          "files": [str(p) for p in files.values()]})
+
+    def save_interfacegan(self, directory: str | Path, prefix: str = "") -> list[Path]:
+        """One InterFaceGAN boundary file per axis: DIR/{prefix}{name}_boundary.npy, float32
+        [1, d] (np.save, as InterFaceGAN's train_boundary output). Returns the paths."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        safe = ["".join(c if c.isalnum() or c in "-_." else "_" for c in n) for n in self.names]
+        if len(set(safe)) != len(safe):
+            raise ValueError(f"save_interfacegan: names {list(self.names)} collide as file names")
+        return [write_interfacegan_boundary(directory / f"{prefix}{s}_boundary.npy", self[n])
+                for n, s in zip(self.names, safe)]
+
+    @classmethod
+    def from_tlgan(cls, path: str | Path) -> "Axes":
+        """Axes from TL-GAN's feature_direction_*.pkl ({'direction': [d, k], 'name': [k]};
+        read through an allow-list of NumPy globals only). TL-GAN's axes live in z."""
+        directions, names = read_tlgan_directions(path)
+        try:
+            return cls.from_vectors(directions, tuple(names), method="tlgan",
+                                    metadata={"latent_space": "z", "source": "tlgan",
+                                              "files": [str(path)]})
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    def save_tlgan(self, path: str | Path) -> Path:
+        """Write TL-GAN's feature_direction pickle ({'direction': [d, k] float64, 'name':
+        [k]}, readable by TL-GAN's own scripts with any NumPy). z axes only: TL-GAN has no
+        other space."""
+        if self.latent_space != "z":
+            raise ValueError(f"save_tlgan: TL-GAN's directions live in z; these axes are in "
+                             f"{self.latent_space} (use save_interfacegan or save)")
+        return write_tlgan_directions(path, np.asarray(self.directions), self.names)
+
     def __repr__(self) -> str:
         return (f"Axes(latent_dim={self.latent_dim}, names={list(self.names)}, "
                 f"method={self.method!r})")
+
+
+def _boundary_name(path) -> str:
+    name = Path(path).name
+    for suffix in (".npy", "_boundary"):
+        name = name[:-len(suffix)] if name.endswith(suffix) else name
+    return name
 
 
 def jsonable(x: Any) -> Any:
@@ -351,6 +440,27 @@ def jsonable(x: Any) -> Any:
     return x
 
 
+def _text(a: np.ndarray, path: Path, key: str) -> str:
+    if a.dtype.kind != "U" or a.ndim != 0:
+        raise ValueError(f"{path}: '{key}' must be a string, got dtype {a.dtype} and shape "
+                         f"{a.shape}; not an axes file written by Axes.save")
+    return str(a)
+
+
+def _json_object(a: np.ndarray, path: Path, key: str) -> dict:
+    """A JSON object stored as a 0-d string; ValueError naming the file otherwise."""
+    try:
+        value = json.loads(_text(a, path, key))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: {key} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: {key} is nested too deeply") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: {key} must be a JSON object ({{...}}), got "
+                         f"{type(value).__name__}")
+    return value
+
+
 def _to_json(x: Any, what: str) -> str:
     try:
         return json.dumps(jsonable(x), allow_nan=False, sort_keys=True)
@@ -361,3 +471,38 @@ def _to_json(x: Any, what: str) -> str:
 def load_axes(path: str | Path, latent_dim: int | None = None, **kwargs) -> Axes:
     """`Axes.load`: an axes file written by `Axes.save` (e.g. WORKDIR/axes.npz of a run)."""
     return Axes.load(path, latent_dim, **kwargs)
+
+
+def models_named_by_axes(metadata: dict, source: str | Path, generator: str | None = None,
+                         extractors: Sequence[str] | None = None, *,
+                         flags: tuple[str, str] = ("--generator", "--extractors")
+                         ) -> tuple[str, list[str]]:
+    """(generator name, extractor names) to use with axes whose `metadata` was read from the
+    file `source`: the user's `generator` / `extractors` when given, else those the metadata
+    names, else the embedded default. An axes file must not decide which files are opened:
+    a model it names that reads a file (`pggan:PATH`, `celeba40:DIR`) is refused with a
+    ValueError unless the user names it too (`flags` say how, in the message)."""
+    if generator is None and "generator" in metadata:
+        named = metadata["generator"]
+        if not isinstance(named, str) or not named:
+            raise ValueError(f"{source}: metadata field 'generator' must be a generator name, "
+                             f"got {named!r}; pass {flags[0]} NAME")
+        if named not in BUILTIN_GENERATORS:
+            raise ValueError(f"{source}: the axes name generator {named!r}, not one of the "
+                             f"built-in {list(BUILTIN_GENERATORS)}; an axes file does not "
+                             f"choose which files are opened: pass {flags[0]} NAME yourself "
+                             f"({flags[0]} {named} if you trust that file)")
+        generator = named
+    if extractors is None and "extractors" in metadata:
+        named = metadata["extractors"]
+        if not isinstance(named, list) or not all(isinstance(e, str) and e for e in named):
+            raise ValueError(f"{source}: metadata field 'extractors' must be a list of "
+                             f"extractor names, got {named!r}; pass {flags[1]} A,B")
+        files = [e for e in named if e not in BUILTIN_EXTRACTORS]
+        if files:
+            raise ValueError(f"{source}: the axes name extractor(s) {files}, not among the "
+                             f"built-in {list(BUILTIN_EXTRACTORS)}; an axes file does not "
+                             f"choose which files are opened: pass {flags[1]} A,B yourself "
+                             f"({flags[1]} {','.join(named)} if you trust those files)")
+        extractors = named
+    return generator or EMBEDDED_GENERATOR, list(extractors or EMBEDDED_EXTRACTORS)

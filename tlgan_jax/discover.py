@@ -5,6 +5,11 @@ WORKDIR/
   axes.npz            the fitted axes with metadata and diagnostics
   traversal_<attr>.png   faces (rows) moved along each axis (columns)
   summary.md, summary.json   diagnostics and edit figures per attribute
+
+Edits are scored by the net that defined each axis ("own judge") and, when `judges` are given,
+by the same attribute as scored by an unrelated net (`extractors.EQUIVALENT_ATTRIBUTES`), plus, with a
+face `descriptor`, the share of faces that keep their identity. Judges and the descriptor run
+only on the evaluation faces, never on the samples the axes are fitted on.
 """
 from __future__ import annotations
 
@@ -19,8 +24,8 @@ import numpy as np
 
 from tlgan_jax.axes import Axes, jsonable
 from tlgan_jax.editing import render_traversal
-from tlgan_jax.editing import edit_report
-from tlgan_jax.fit import fit_axes, method_targets
+from tlgan_jax.editing import edit_report, judges_for
+from tlgan_jax.fit import fit_axes_in, method_targets
 from tlgan_jax.generators import Generator
 from tlgan_jax.plots import image_grid, save_png
 from tlgan_jax.sampling import Sampler
@@ -39,14 +44,22 @@ class DiscoverConfig:
     traversal_faces: int = 6
     traversal_steps: tuple[float, ...] = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
     progress: bool = True
+    latent_space: str = "z"          # z, or w / w+ for style-based generators (StyleGAN2)
 
 
 def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path,
-                  cfg: DiscoverConfig = DiscoverConfig()) -> tuple[Axes, dict]:
-    """Sample, label, fit one axis per attribute, evaluate edits, and write WORKDIR files."""
+                  cfg: DiscoverConfig = DiscoverConfig(), *, judges: Sequence[Any] = (),
+                  descriptor: Any = None,
+                  groups: Sequence[Sequence[str]] | None = None) -> tuple[Axes, dict]:
+    """Sample, label, fit one axis per attribute, evaluate edits, and write WORKDIR files.
+
+    judges: extra extractors that only re-score the edits (independent judges);
+    descriptor: a `FaceDescriptor` for the identity figures; groups: which attributes are the
+    same concept across nets (default `extractors.EQUIVALENT_ATTRIBUTES`)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     timings = {}
+    gen.check_space(cfg.latent_space)
     sampler = Sampler(gen, extractors, batch_size=cfg.batch_size)
     t = time.perf_counter()
     samples = sampler.run(cfg.seed, cfg.num_samples, workdir / "samples",
@@ -54,12 +67,12 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     timings["sampling_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    z = np.asarray(gen.canonical_latents(samples.z))
     y, binary = method_targets(cfg.method, samples.y, samples.binary, cfg.logit_clip)
-    axes = fit_axes(z, y, method=cfg.method, names=samples.names, binary=binary,
-                    key=jax.random.key(cfg.seed + 1))
+    axes = fit_axes_in(gen, samples.z, y, cfg.latent_space, w=samples.w, method=cfg.method,
+                       names=samples.names, binary=binary, key=jax.random.key(cfg.seed + 1))
     timings["fit_s"] = time.perf_counter() - t
-    axes = axes.with_metadata(generator=gen.name, latent_dim=gen.latent_dim,
+    gen_z, gen = gen, gen.in_space(cfg.latent_space)   # evaluation and traversals in that space
+    axes = axes.with_metadata(generator=gen_z.name, latent_dim=gen.latent_dim,
                               extractors=[e.name for e in sampler.extractors],
                               num_samples=cfg.num_samples, seed=cfg.seed,
                               logit_clip=cfg.logit_clip if cfg.method == "ols" else None)
@@ -68,10 +81,20 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     t = time.perf_counter()
     key = jax.random.fold_in(jax.random.key(cfg.seed), 1_000_003)  # disjoint from sample shards
     z_eval = np.asarray(gen.canonical_latents(gen.sample_latents(key, cfg.eval_faces)))
-    y0 = sampler.label(z_eval)
-    free = edit_report(sampler.label, sampler.names, z_eval, axes, step=cfg.eval_step, y0=y0)
-    locked = edit_report(sampler.label, sampler.names, z_eval, axes, step=cfg.eval_step, y0=y0,
-                         lock_others=True)
+    if judges or descriptor is not None:
+        extra = list(judges) + ([descriptor.as_extractor()] if descriptor is not None else [])
+        evaluator = Sampler(gen, list(sampler.extractors) + extra, batch_size=cfg.batch_size)
+    elif gen is not gen_z:
+        evaluator = Sampler(gen, list(sampler.extractors), batch_size=cfg.batch_size)
+    else:
+        evaluator = sampler
+    if groups is None:
+        from tlgan_jax.extractors import EQUIVALENT_ATTRIBUTES as groups
+    kw = dict(step=cfg.eval_step, y0=evaluator.label(z_eval),
+              judges=judges_for(axes.names, evaluator.names, groups),
+              descriptor=(descriptor.columns, descriptor.threshold) if descriptor else None)
+    free = edit_report(evaluator.label, evaluator.names, z_eval, axes, **kw)
+    locked = edit_report(evaluator.label, evaluator.names, z_eval, axes, lock_others=True, **kw)
     timings["evaluation_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -84,7 +107,9 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
         save_png(grid, workdir / f"traversal_{_safe(name)}.png")
     timings["traversals_s"] = time.perf_counter() - t
 
-    summary = {"generator": gen.name, "extractors": [e.name for e in sampler.extractors],
+    summary = {"generator": gen_z.name, "latent_space": cfg.latent_space, "extractors": [e.name for e in sampler.extractors],
+               "judges": [e.name for e in judges],
+               "descriptor": descriptor.name if descriptor is not None else None,
                "method": cfg.method, "num_samples": cfg.num_samples, "seed": cfg.seed,
                "diagnostics": axes.diagnostics, "edits": free.as_dict(),
                "edits_locked": locked.as_dict(), "timings": timings,
@@ -99,29 +124,48 @@ def _safe(name: str) -> str:
 
 
 def summary_markdown(s: dict) -> str:
-    """A table per attribute: held-out quality, split-half cosine, edit success, and the
+    """A table per attribute: held-out quality, split-half cosine, edit success by the net
+    that defined the axis ("own judge") and by independent judges, identity kept, and the
     largest off-target change before and after locking the other axes."""
+    e, locked = s["edits"], s["edits_locked"]
+    ident = e.get("identity")
     lines = [f"# Axes: {s['generator']} × {', '.join(s['extractors'])} ({s['method']}, "
              f"{s['num_samples']} samples, seed {s['seed']})", "",
              f"Sampling {s['samples_per_second']:.0f} labelled samples/s; fit "
-             f"{s['timings']['fit_s']:.2f} s. Edits: ±{s['edits']['step']:g} latent units on "
-             f"fresh faces.", "",
-             "| attribute | held-out | split-half cos | edit +λ raises | edit −λ lowers | "
-             "largest off-target (free) | same, others locked |",
-             "|---|---|---|---|---|---|---|"]
+             f"{s['timings']['fit_s']:.2f} s. Edits: ±{e['step']:g} latent units on "
+             f"fresh faces; success = share of faces whose score moves the intended way.", ""]
+    if s.get("judges"):
+        lines += [f"Independent judges: {', '.join(s['judges'])} (attributes of the same name "
+                  f"scored by an unrelated net; they took no part in defining the axes).", ""]
+    if ident:
+        lines += [f"Identity: share of faces whose {s['descriptor']} descriptor stays within "
+                  f"{ident['threshold']:g} (same person) after +λ / −λ, and the mean descriptor "
+                  f"distance per latent unit of edit.", ""]
+    head = ["attribute", "held-out", "split-half cos", "own judge +λ / −λ",
+            "independent judge +λ / −λ"]
+    head += ["identity kept +λ / −λ", "distance / unit"] if ident else []
+    head += ["largest off-target (free)", "same, others locked"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for a, d in s["diagnostics"].items():
         metric = (f"AUC {d['auc']:.3f}" if d.get("auc") is not None else
                   f"R² {d['r2']:.3f}" if d.get("r2") is not None else "-")
+        judged = e.get("judges", {}).get(a, {})
         row = [a, metric, f"{d.get('split_half_cosine', float('nan')):.3f}",
-               f"{s['edits']['success_up'][a]:.1%}", f"{s['edits']['success_down'][a]:.1%}",
-               _largest_off_target(s["edits"]["entanglement"][a], a),
-               _largest_off_target(s["edits_locked"]["entanglement"][a], a)]
+               f"{e['success_up'][a]:.1%} / {e['success_down'][a]:.1%}",
+               "; ".join(f"{b}: {v['success_up']:.1%} / {v['success_down']:.1%}"
+                         for b, v in judged.items()) or "-"]
+        if ident:
+            row += [f"{ident['kept_up'][a]:.1%} / {ident['kept_down'][a]:.1%}",
+                    f"{ident['distance_per_unit'][a]:.3f}"]
+        same = {a, *judged}                 # the judges score the same concept: not off-target
+        row += [_largest_off_target(e["entanglement"][a], same),
+                _largest_off_target(locked["entanglement"][a], same)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _largest_off_target(row: dict, a: str) -> str:
-    others = {b: v for b, v in row.items() if b != a}
+def _largest_off_target(row: dict, same: set) -> str:
+    others = {b: v for b, v in row.items() if b not in same}
     if not others:
         return "-"
     b = max(others, key=lambda k: abs(others[k]))

@@ -2,6 +2,8 @@
 
     z' = c(z) + sum_a  t_a * n_a
 
+The same in W or W+ for a style-based generator (its view `gen.in_space("w")`, axes fitted
+there); layer-wise: w+'[l] = w + sum_a t_a n_a for the chosen style inputs l only.
 c is the generator's latent convention (identity for N(0, I) latents; for pg-GAN, which
 pixel-normalises its input, the point on the sphere of radius sqrt(d) that the network
 actually sees), n_a are unit axes (after `Axes.disentangle(lock)` when attributes are
@@ -19,6 +21,13 @@ E is the entanglement matrix: the change of attribute b per unit of intended cha
 (E[a, a] = 1), each score measured in units s (1 by default; the axis-quality benchmark uses
 standard deviations). With the lock, n_a is first made orthogonal to every other axis
 (TL-GAN's lock), which should shrink the off-diagonal entries.
+
+Independent judges: an axis defined by one net's score is also judged by the same attribute
+as another, unrelated net scores it (e.g. `male` by face-api's `fa_male`): success_up/down of
+the axis measured on the judge's column. Identity: with face descriptors D among the scored
+columns (`FaceDescriptor.as_extractor`), for each edit
+  kept_up   = mean_i [ ||D(z_i + λ n_a) − D(z_i)|| < threshold ]    (kept_down likewise)
+  distance_per_unit = mean_i (||D(z_i + λ n_a) − D(z_i)|| + ||D(z_i − λ n_a) − D(z_i)||) / (2λ).
 """
 from __future__ import annotations
 
@@ -30,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tlgan_jax.axes import DEGENERATE_TOL, Axes
+from tlgan_jax.extractors import descriptor_distance
 from tlgan_jax.generators import Generator
 
 
@@ -43,10 +53,18 @@ def edit_directions(axes: Axes, names: Sequence[str], lock: Sequence[str] = ()) 
 
 
 def edit_latents(gen: Generator, z, axes: Axes, amounts: Mapping[str, float],
-                 lock: Sequence[str] = ()) -> jax.Array:
-    """z' = c(z) + sum_a t_a n_a for amounts {attribute: t_a}; z: [N, d]."""
-    axes.check_latent_dim(gen.latent_dim, gen.name)
+                 lock: Sequence[str] = (), *, layers: Sequence[int] | None = None) -> jax.Array:
+    """z' = c(z) + sum_a t_a n_a for amounts {attribute: t_a}; z: [N, d].
+
+    gen and z are in the axes' latent space (`gen.in_space(axes.latent_space)`, latents from
+    `gen.encode(z, space)`); other spaces are refused. layers (w and w+ axes of a style-based
+    generator): apply the edit only to those style inputs (e.g. range(0, 4): coarse); the
+    result is then w+ latents [N, num_ws·w_dim], to render with `gen.in_space("w+")`."""
+    axes.check_generator(gen)
     z = gen.check_latents(z)
+    if layers is not None:
+        delta = edit_latents(gen, jnp.zeros_like(z), axes, amounts, lock)   # Σ t_a n_a
+        return to_wplus(gen, z) + layer_direction(gen, delta, layers)
     names = list(amounts)
     unknown = [n for n in names if n not in axes.names]
     if unknown:
@@ -60,6 +78,42 @@ def edit_latents(gen: Generator, z, axes: Axes, amounts: Mapping[str, float],
     return gen.canonical_latents(z) + jnp.asarray(t) @ dirs.T
 
 
+def to_wplus(gen: Generator, latents) -> jax.Array:
+    """w or w+ latents of a style-based generator's view -> w+ [N, num_ws·w_dim]."""
+    if gen.latent_space not in ("w", "w+"):
+        raise ValueError(f"{gen.name}: layer-wise edits need W or W+ latents (gen.in_space('w')"
+                         f" of a style-based generator), not {gen.latent_space}")
+    latents = gen.check_latents(latents)
+    if gen.latent_space == "w+":
+        return latents
+    ws = gen.w_space
+    return ws.broadcast(latents).reshape(latents.shape[0], ws.num_ws * ws.w_dim)
+
+
+def layer_direction(gen: Generator, direction, layers: Sequence[int]) -> jax.Array:
+    """A w or w+ direction (or a batch of them, [..., d]) of `gen`'s view restricted to the
+    style inputs `layers`, as a w+ direction [..., num_ws·w_dim]: a w direction is used for
+    each of those inputs (GANSpace's layer-wise edit), a w+ direction keeps its rows there;
+    every other input is left unchanged."""
+    if gen.latent_space not in ("w", "w+"):
+        raise ValueError(f"{gen.name}: layer-wise edits need W or W+ axes and latents "
+                         f"(gen.in_space('w') of a style-based generator), not "
+                         f"{gen.latent_space}")
+    ws = gen.w_space
+    layers = sorted({int(i) for i in layers})
+    if not layers or layers[0] < 0 or layers[-1] >= ws.num_ws:
+        raise ValueError(f"{gen.name}: layers must be a non-empty subset of 0..{ws.num_ws - 1} "
+                         f"(the style inputs), got {list(layers)}")
+    d = jnp.asarray(direction, jnp.float32)
+    mask = np.zeros((ws.num_ws, 1), np.float32)
+    mask[layers] = 1.0
+    if gen.latent_space == "w":
+        rows = d[..., None, :] * mask
+    else:
+        rows = d.reshape(*d.shape[:-1], ws.num_ws, ws.w_dim) * mask
+    return rows.reshape(*d.shape[:-1], ws.num_ws * ws.w_dim)
+
+
 def traversal_latents(gen: Generator, z, direction, steps: Sequence[float]) -> jax.Array:
     """[F, S, d]: each of F faces moved by each step t along the unit `direction` [d]."""
     z = gen.canonical_latents(gen.check_latents(z))
@@ -68,8 +122,12 @@ def traversal_latents(gen: Generator, z, direction, steps: Sequence[float]) -> j
 
 
 def render_traversal(gen: Generator, z, direction, steps: Sequence[float],
-                     batch_size: int = 64) -> np.ndarray:
-    """Images [F, S, R, R, 3] of `traversal_latents` (rendered in batches)."""
+                     batch_size: int = 64, *, layers: Sequence[int] | None = None) -> np.ndarray:
+    """Images [F, S, R, R, 3] of `traversal_latents` (rendered in batches). layers: a w / w+
+    direction applied only to those style inputs (`layer_direction`), rendered in W+."""
+    if layers is not None:
+        z, direction = to_wplus(gen, z), layer_direction(gen, direction, layers)
+        gen = gen.in_space("w+")
     zz = traversal_latents(gen, z, direction, steps)
     f, s, d = zz.shape
     flat = zz.reshape(f * s, d)
@@ -92,13 +150,28 @@ class EditReport:
     success_down: np.ndarray          # [len(names)]
     entanglement: np.ndarray          # [len(names), len(scored)]
     locked: bool
+    # axis -> {judge attribute: (success_up, success_down)} on the judge's score
+    judged: dict = dataclasses.field(default_factory=dict)
+    identity_kept_up: np.ndarray | None = None      # [len(names)] (module doc)
+    identity_kept_down: np.ndarray | None = None
+    identity_distance: np.ndarray | None = None     # [len(names)] distance per unit of edit
+    identity_threshold: float | None = None
 
     def as_dict(self) -> dict:
-        return {"step": self.step, "locked": self.locked,
-                "success_up": dict(zip(self.names, map(float, self.success_up))),
-                "success_down": dict(zip(self.names, map(float, self.success_down))),
-                "entanglement": {a: dict(zip(self.scored, map(float, row)))
-                                 for a, row in zip(self.names, self.entanglement)}}
+        d = {"step": self.step, "locked": self.locked,
+             "success_up": dict(zip(self.names, map(float, self.success_up))),
+             "success_down": dict(zip(self.names, map(float, self.success_down))),
+             "entanglement": {a: dict(zip(self.scored, map(float, row)))
+                              for a, row in zip(self.names, self.entanglement)},
+             "judges": {a: {b: {"success_up": float(u), "success_down": float(v)}
+                            for b, (u, v) in j.items()} for a, j in self.judged.items()}}
+        if self.identity_distance is not None:
+            d["identity"] = {
+                "threshold": self.identity_threshold,
+                "kept_up": dict(zip(self.names, map(float, self.identity_kept_up))),
+                "kept_down": dict(zip(self.names, map(float, self.identity_kept_down))),
+                "distance_per_unit": dict(zip(self.names, map(float, self.identity_distance)))}
+        return d
 
 
 def orthogonal_to_others(axes: Axes, names: Sequence[str] | None = None,
@@ -155,13 +228,33 @@ def edit_effects(y0: np.ndarray, y_plus: np.ndarray, y_minus: np.ndarray, cols: 
     return up, down, ent
 
 
+def judges_for(names: Sequence[str], scored: Sequence[str],
+               groups: Sequence[Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    """For each axis in `names`: the other attributes of its group (same concept scored by
+    another net) that are among `scored`. groups: e.g. (("male", "fa_male"), ("age", "fa_age"))."""
+    out = {}
+    for a in names:
+        for g in groups:
+            if a in g:
+                judges = tuple(b for b in g if b != a and b in scored)
+                if judges:
+                    out[a] = judges
+    return out
+
+
 def edit_report(label: Label, scored: Sequence[str], z: np.ndarray, axes: Axes,
                 names: Sequence[str] | None = None, step: float = 3.0,
-                lock_others: bool = False, y0: np.ndarray | None = None) -> EditReport:
-    """Edit success and entanglement of `axes` (see module doc).
+                lock_others: bool = False, y0: np.ndarray | None = None,
+                judges: Mapping[str, Sequence[str]] | None = None,
+                descriptor: tuple[Sequence[str], float] | None = None) -> EditReport:
+    """Edit success and entanglement of `axes`, per independent judge, and identity (see
+    module doc).
 
     label: canonical latents [N, d] -> scores [N, len(scored)] (e.g. `Sampler.label`);
-    z: canonical latents of the faces to edit.
+    z: canonical latents of the faces to edit;
+    judges: axis -> attributes (columns of `scored`) that also judge it (`judges_for`);
+    descriptor: (the descriptor's columns in `scored`, same-person threshold); those columns
+    are used for identity only, not reported as attributes.
     """
     names = tuple(names or axes.names)
     scored = tuple(scored)
@@ -170,5 +263,25 @@ def edit_report(label: Label, scored: Sequence[str], z: np.ndarray, axes: Axes,
     dirs = orthogonal_to_others(axes, names) if lock_others else np.asarray(
         edit_directions(axes, names))
     y_plus, y_minus = scores_after_edits(label, z, dirs.T, step)
-    up, down, ent = edit_effects(y0, y_plus, y_minus, [scored.index(a) for a in names])
-    return EditReport(names, scored, float(step), up, down, ent, bool(lock_others))
+    dcols = [scored.index(c) for c in descriptor[0]] if descriptor else []
+    acols = [i for i in range(len(scored)) if i not in set(dcols)]
+    attrs = tuple(scored[i] for i in acols)
+    y0a, ypa, yma = np.asarray(y0)[:, acols], y_plus[..., acols], y_minus[..., acols]
+    up, down, ent = edit_effects(y0a, ypa, yma, [attrs.index(a) for a in names])
+    judged = {}
+    for j, a in enumerate(names):
+        for b in (judges or {}).get(a, ()):
+            u, v, _ = edit_effects(y0a, ypa[j:j + 1], yma[j:j + 1], [attrs.index(b)])
+            judged.setdefault(a, {})[b] = (float(u[0]), float(v[0]))
+    report = EditReport(names, attrs, float(step), up, down, ent, bool(lock_others), judged)
+    if not descriptor:
+        return report
+    d0 = np.asarray(y0)[None, :, dcols]
+    dist_up = np.asarray(descriptor_distance(y_plus[..., dcols], d0))       # [k, N]
+    dist_down = np.asarray(descriptor_distance(y_minus[..., dcols], d0))
+    thr = float(descriptor[1])
+    return dataclasses.replace(
+        report, identity_kept_up=np.mean(dist_up < thr, axis=1),
+        identity_kept_down=np.mean(dist_down < thr, axis=1),
+        identity_distance=np.mean(dist_up + dist_down, axis=1) / (2 * float(step)),
+        identity_threshold=thr)

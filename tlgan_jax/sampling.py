@@ -13,7 +13,8 @@ shard runs single-threaded. Labels equal the plain `jax.jit(label)`'s to float r
 Determinism: the latents of shard i are `normal(fold_in(key, i), [shard_size, d])`, so a seed
 gives the same (z, y) whatever the batch size, the number of devices or of hosts (shards are
 dealt round-robin to `jax.distributed` processes). Shards are streamed to disk (`store.py`)
-and a killed run resumes from its last complete shard.
+and a killed run resumes from its last complete shard. For style-based generators the samples
+also carry w = mapping(z) (`Samples.w`), for axes in W.
 """
 from __future__ import annotations
 
@@ -182,13 +183,27 @@ class Sampler:
         """
         if num <= 0:
             raise ValueError(f"num must be positive, got {num}")
+        if self.gen.latent_space != "z":
+            raise ValueError(f"{self.gen.name}: sample with the z generator (samples are drawn "
+                             f"as z ~ N(0, I) and their w recorded); label given w latents "
+                             f"with Sampler.label")
         n_proc, proc = jax.process_count(), jax.process_index()
         if n_proc > 1 and out_dir is None:
             raise ValueError("several processes need out_dir (a shared directory) to meet in")
         num_shards = -(-num // shard_size)
         meta = dict(self.metadata, seed=int(seed), num=int(num), shard_size=int(shard_size),
                     num_shards=num_shards)
-        store = shard_io.ShardStore(out_dir, meta) if out_dir is not None else None
+        store = (shard_io.ShardStore(out_dir, meta, process=proc, processes=n_proc)
+                 if out_dir is not None else None)
+        try:
+            return self._run(store, meta, seed, progress, n_proc, proc)
+        finally:
+            if store is not None:
+                store.close()
+
+    def _run(self, store, meta: dict, seed: int, progress: bool, n_proc: int,
+             proc: int) -> Samples:
+        num, shard_size, num_shards = meta["num"], meta["shard_size"], meta["num_shards"]
         mine = [i for i in range(num_shards) if i % n_proc == proc]
         todo = [i for i in mine if store is None or not store.has(i)]
         key = jax.random.key(seed)
@@ -215,7 +230,8 @@ class Sampler:
         else:
             z = np.concatenate([held[i][0] for i in range(num_shards)])
             y = np.concatenate([held[i][1] for i in range(num_shards)])
-        return Samples(z, y, self.names, self.binary, meta)
+        w = np.asarray(self.gen.encode(z, "w")) if self.gen.w_space is not None else None
+        return Samples(z, y, self.names, self.binary, meta, w)
 
 
 def sample(gen: Generator, extractors: Sequence[Any], num: int, seed: int = 0,

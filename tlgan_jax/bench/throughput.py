@@ -4,6 +4,7 @@
               latent drawing and the transfer of y to the host included; images never leave
               the device)
   TFLOP/s   = FLOPs per sample (XLA's cost analysis of the compiled labeller) · samples/s
+  generator FLOPs per image: XLA's cost analysis of the compiled generator alone
 
 Fidelity of the fast path (bf16 generator) on the same latents, against the float32 path at
 highest matmul precision, over all attributes together (as the generator's image tests):
@@ -62,7 +63,7 @@ def load_models(generator: str, extractors: Sequence[str], dtype: str = "float32
     gen = load_generator(generator, fast=(dtype == "bfloat16"))
     if dtype == "bfloat16" and gen.info.get("dtype") != "bfloat16":
         raise ValueError(f"generator {generator!r} has no bfloat16 fast path (the pg-GAN "
-                         f"generators have one)")
+                         f"and StyleGAN2 generators have one)")
     return gen, [load_extractor(e) for e in extractors]
 
 
@@ -85,6 +86,18 @@ def flops_per_sample(sampler: Sampler) -> float | None:
     z = jax.ShapeDtypeStruct((sampler.batch_size, sampler.gen.latent_dim), jnp.float32)
     flops = _xla_flops(label, params, z)
     return None if flops is None else flops / sampler.batch_size
+
+
+def generator_flops_per_image(gen: Generator, batch: int = 1) -> float | None:
+    """FLOPs of one image of `gen` alone: XLA's cost analysis of jit(gen.apply) compiled for
+    a batch of `batch` latents, divided by `batch` (None where the backend reports none)."""
+    try:
+        z = jax.ShapeDtypeStruct((batch, gen.latent_dim), np.float32)
+        cost = jax.jit(gen.apply).lower(gen.params, z).compile().cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        return float(cost["flops"]) / batch
+    except Exception:  # best effort: not every backend reports a cost analysis
+        return None
 
 
 def timed_run(sampler: Sampler, num: int, seed: int) -> float:

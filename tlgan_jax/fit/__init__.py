@@ -224,6 +224,40 @@ def fit_axes(z, y, method: str = "ols", names: Sequence[str] | None = None,
                 metadata=meta)
 
 
+def fit_axes_in(gen, z, y, latent_space: str = "z", *, w=None, **kwargs) -> Axes:
+    """`fit_axes` in one of a generator's latent spaces, from the z of the samples:
+      z   on the canonical z (`gen.canonical_latents`);
+      w   on w = mapping(z) (pass `w`, e.g. `Samples.w`, to reuse it);
+      w+  fitted on w, then each direction used for every style input: tile(n)/√num_ws (unit).
+          For sampled latents every row of w+ is the same w, so this is the minimum-norm
+          least-squares direction in w+ (a fit on the flattened w+ would be singular and
+          num_ws times larger); editing can then move style inputs separately.
+    The axes' metadata records latent_space (and num_ws, w_dim for w / w+); render edits with
+    `gen.in_space(latent_space)`. kwargs go to `fit_axes`."""
+    gen = gen.z_generator
+    gen.check_space(latent_space)
+    meta = dict(kwargs.pop("metadata", None) or {}, latent_space=latent_space)
+    if latent_space == "z":
+        latents = np.asarray(gen.canonical_latents(gen.check_latents(z)))
+        return fit_axes(latents, y, metadata=meta, **kwargs)
+    ws = gen.w_space
+    meta.update(num_ws=ws.num_ws, w_dim=ws.w_dim)
+    latents = np.asarray(gen.encode(z, "w") if w is None else w, np.float32)
+    if latents.shape != (np.shape(z)[0], ws.w_dim):
+        raise ValueError(f"fit_axes_in: w must have shape [{np.shape(z)[0]}, {ws.w_dim}], got "
+                         f"{latents.shape}")
+    axes = fit_axes(latents, y, metadata=meta, **kwargs)
+    if latent_space == "w":
+        return axes
+    scale = 1.0 / np.sqrt(ws.num_ws)
+    tiled = np.tile(np.asarray(axes.directions), (ws.num_ws, 1)) * scale
+    diagnostics = {n: dict(d, **({"coef_norm": d["coef_norm"] * scale}   # score per unit in w+
+                                 if d.get("coef_norm") is not None else {}))
+                   for n, d in axes.diagnostics.items()}
+    return Axes(tiled, axes.names, method=axes.method, diagnostics=diagnostics,
+                metadata=axes.metadata)
+
+
 @jax.jit
 def _finite(z, y):
     return jnp.all(jnp.isfinite(z)), jnp.all(jnp.isfinite(y), axis=0)

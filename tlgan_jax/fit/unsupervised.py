@@ -24,6 +24,10 @@ generator family, recognised from the parameter names:
   pg-GAN (params['4x4']['Dense']['weight'] [d, 16·C]): W as stored (SeFa's
       `4x4/Dense/weight`; the equalised-lr constant does not change the eigenvectors);
       f(z) = PN(lrelu(dense(PN(z)))), the first layer's output.
+  StyleGAN2 (params['synthesis'] with 'mod_weight's): in W (`gen.in_space("w")`), SeFa's W is
+      the style weights [w_dim, I] of every conv layer and of the last ToRGB side by side
+      (SeFa's 'all' layers for StyleGAN2) and GANSpace's activation is w itself (PCA in W, as
+      GANSpace does for StyleGAN); in z, the mapping's Dense0 weight and f(z) = w. Not in W+.
 A generator can also say it itself: `gen.info["first_layer_weight"]` (an array [d, m]) and
 `gen.info["features"]` (a function (params, z) -> [N, m]) take precedence.
 """
@@ -51,6 +55,9 @@ def _generator_family(gen) -> str:
         return "dcgan"
     if isinstance(params, dict) and "weight" in params.get("4x4", {}).get("Dense", {}):
         return "pggan"
+    if isinstance(params, dict) and "mod_weight" in params.get("synthesis", {}).get(
+            "4x4", {}).get("Conv", {}) and getattr(gen, "w_space", None) is not None:
+        return "stylegan2"
     keys = sorted(params)[:6] if isinstance(params, dict) else type(params).__name__
     raise ValueError(f"generator {gen.name!r}: unknown parameter layout (top-level keys "
                      f"{keys}); "
@@ -66,12 +73,37 @@ def first_layer_weight(gen) -> np.ndarray:
     elif _generator_family(gen) == "dcgan":
         kernel = np.asarray(gen.params["project"]["kernel"], np.float32)
         w = kernel.reshape(kernel.shape[0], -1)
+    elif _generator_family(gen) == "stylegan2":
+        space = _style_space(gen, "SeFa")
+        if space == "z":
+            w = np.asarray(gen.params["mapping"]["Dense0"]["weight"], np.float32)
+        else:
+            w = np.concatenate([np.asarray(m, np.float32) for m in style_weights(gen.params)], 1)
     else:
         w = np.asarray(gen.params["4x4"]["Dense"]["weight"], np.float32)
     if w.ndim != 2 or w.shape[0] != gen.latent_dim:
         raise ValueError(f"generator {gen.name!r}: first-layer weight has shape {w.shape}, "
                          f"expected [latent_dim={gen.latent_dim}, m]")
     return w
+
+
+def _style_space(gen, what: str) -> str:
+    space = getattr(gen, "latent_space", "z")
+    if space == "w+":
+        raise ValueError(f"{what} for StyleGAN2 is defined in z and W, not W+: use "
+                         f"gen.in_space('w') (and tile the directions for W+)")
+    return space
+
+
+def style_weights(params) -> list:
+    """StyleGAN2's style (modulation) weights [w_dim, I], one per style input: every conv
+    layer in order and the last ToRGB (SeFa's layers for StyleGAN2, 'all')."""
+    syn = params["synthesis"]
+    blocks = sorted((k for k in syn if k[0].isdigit()), key=lambda k: int(k.split("x")[0]))
+    out = [syn["4x4"]["Conv"]["mod_weight"]]
+    for b in blocks[1:]:
+        out += [syn[b]["Conv0_up"]["mod_weight"], syn[b]["Conv1"]["mod_weight"]]
+    return out + [syn[blocks[-1]]["ToRGB"]["mod_weight"]]
 
 
 def _pixel_norm(x, eps: float = 1e-8):
@@ -93,6 +125,11 @@ def first_layer_features(gen) -> FeatureFn:
         def dcgan_features(z):
             return jax.nn.relu(jnp.dot(z, w, precision=HIGHEST) + b)
         return dcgan_features
+    if family == "stylegan2":     # GANSpace's StyleGAN recipe: PCA of w
+        if _style_space(gen, "GANSpace") == "w":
+            return lambda w: w
+        mapping = gen.w_space.mapping
+        return lambda z: mapping(gen.params, z)
 
     cfg = gen.info.get("config", {})
     p = gen.params["4x4"]["Dense"]
@@ -326,4 +363,5 @@ def fit_ganspace(z: jax.Array, y: jax.Array, masks: jax.Array, *, generator=None
 
 
 __all__ = ["fit_ganspace", "fit_sefa", "first_layer_features", "first_layer_weight",
-           "ganspace_directions", "match_candidates", "pca_top", "sefa_directions"]
+           "ganspace_directions", "match_candidates", "pca_top", "sefa_directions",
+           "style_weights"]

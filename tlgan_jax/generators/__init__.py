@@ -3,29 +3,37 @@
   digiface64          DCGAN 64×64 faces (DigiFace-1M), z ~ N(0, I_100)      [embedded default]
   pggan:PATH.pkl      NVIDIA's pg-GAN from an official pickle (uses Gs)
   pggan1024           the CelebA-HQ 1024² pg-GAN architecture with random weights (benchmarks)
+  stylegan2:PATH.pkl  NVIDIA's StyleGAN2 from an official pickle (uses Gs); psi 1, stored noise;
+                      options truncation_psi=0.7, truncation_cutoff=None (first N style layers)
+  stylegan2-1024      the config-f 1024² StyleGAN2 architecture with random weights (benchmarks)
 
-A `Generator` (see `core`) holds params (a pytree) and a pure `apply(params, z)`. Converted
+A `Generator` (see `core`) holds params (a pytree) and a pure `apply(params, z)`; style-based
+ones also a `WSpace` (mapping z -> w, synthesis w+ -> images). Converted
 parameters of the pinned weights are cached with orbax (`weights.pinned.cached_params`).
 """
 from __future__ import annotations
+
 
 import jax
 import jax.numpy as jnp
 
 from tlgan_jax import runtime
-from tlgan_jax.generators import dcgan, pggan
-from tlgan_jax.generators.core import LATENT_PRIORS, Generator, to_uint8
+from tlgan_jax.generators import dcgan, pggan, stylegan2
+from tlgan_jax.generators.core import LATENT_PRIORS, Generator, WSpace, to_uint8
 from tlgan_jax.weights import pinned
 from tlgan_jax.weights.pggan_pickle import load_pggan_pickle
+from tlgan_jax.weights.stylegan2_pickle import load_stylegan2_pickle
 
-__all__ = ["EMBEDDED_GENERATOR", "LATENT_PRIORS", "Generator", "load_generator", "to_uint8"]
+__all__ = ["BUILTIN_GENERATORS", "EMBEDDED_GENERATOR", "LATENT_PRIORS", "Generator", "WSpace",
+           "load_generator", "to_uint8"]
 
 EMBEDDED_GENERATOR = "digiface64"
+BUILTIN_GENERATORS = ("digiface64", "pggan1024", "stylegan2-1024")      # loaded by name alone, reading no file
 
 
 def _digiface64() -> Generator:
     path = pinned.asset_path("gan-face-generate", "gan_face_generate/weights.tar")
-    params = pinned.cached_params(f"digiface64-{pinned.CONVERSION_VERSION}", lambda: dcgan.load(path))
+    params = pinned.cached_params("digiface64", "gan-face-generate", lambda: dcgan.load(path))
     return Generator(name="digiface64", latent_dim=dcgan.LATENT_DIM, resolution=64,
                      params=params, apply=dcgan.apply, latent_prior="normal",
                      info={"source": "gan-face-generate==1.1.1 weights.tar (DCGAN, DigiFace-1M)"})
@@ -48,14 +56,52 @@ def _pggan1024(fast: bool, seed: int = 0) -> Generator:
                               **_pggan_kwargs(fast))
 
 
-def load_generator(name: str = EMBEDDED_GENERATOR, *, fast: bool = False) -> Generator:
-    """A `Generator` by name (see the module docstring). fast: bf16 fast path where offered."""
+def _stylegan2_kwargs(fast: bool, truncation_psi=1.0, truncation_cutoff=None) -> dict:
+    # float32: modulation on the activations and Conv0_up as the phase-split transposed conv
+    # + FIR (exact rewrites, parity ≤ 1e-5 on the fixtures); fast adds bf16 compute (GPU)
+    return {"dtype": jnp.bfloat16 if fast else jnp.float32, "modulation": "activations",
+            "upsample": "transposed", "truncation_psi": truncation_psi,
+            "truncation_cutoff": truncation_cutoff}
+
+
+def _stylegan2_pickle(path: str, fast: bool, **options) -> Generator:
+    params, config = stylegan2.from_network(load_stylegan2_pickle(path))
+    return stylegan2.as_generator(params, config, name=f"stylegan2:{path}",
+                                  **_stylegan2_kwargs(fast, **options))
+
+
+def _stylegan2_1024(fast: bool, seed: int = 0, **options) -> Generator:
+    params = stylegan2.random_params(jax.random.key(seed), stylegan2.CONFIG_F_1024)
+    return stylegan2.as_generator(params, stylegan2.CONFIG_F_1024, name="stylegan2-1024",
+                                  **_stylegan2_kwargs(fast, **options))
+
+
+_STYLEGAN2_OPTIONS = ("truncation_psi", "truncation_cutoff")
+
+
+def load_generator(name: str = EMBEDDED_GENERATOR, *, fast: bool = False,
+                   **options) -> Generator:
+    """A `Generator` by name (see the module docstring). fast: bf16 fast path where offered.
+
+    options (StyleGAN2 only): truncation_psi (default 1: no truncation), truncation_cutoff
+    (default None: every style layer; N: the first N)."""
     runtime.ensure_configured()      # JAX set-up before its first use (tlgan_jax.runtime)
+    is_stylegan2 = name.startswith("stylegan2:") or name == "stylegan2-1024"
+    allowed = _STYLEGAN2_OPTIONS if is_stylegan2 else ()
+    bad = sorted(set(options) - set(allowed))
+    if bad:
+        raise ValueError(f"generator {name!r} takes no option(s) {bad}"
+                         + (f"; it takes {list(allowed)}" if allowed else
+                            " (truncation options are for StyleGAN2 generators)"))
     if name == "digiface64":
         return _digiface64()
     if name.startswith("pggan:"):
         return _pggan_pickle(name[len("pggan:"):], fast)
     if name == "pggan1024":
         return _pggan1024(fast)
-    raise ValueError(f"unknown generator {name!r}: use 'digiface64', 'pggan:PATH.pkl' or "
-                     f"'pggan1024'")
+    if name.startswith("stylegan2:"):
+        return _stylegan2_pickle(name[len("stylegan2:"):], fast, **options)
+    if name == "stylegan2-1024":
+        return _stylegan2_1024(fast, **options)
+    raise ValueError(f"unknown generator {name!r}: use 'digiface64', 'pggan:PATH.pkl', "
+                     f"'pggan1024', 'stylegan2:PATH.pkl' or 'stylegan2-1024'")

@@ -15,9 +15,12 @@ locked attributes' linear scores do not change.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import functools
 import io
+import math
+import queue
 import secrets
 import threading
 import time
@@ -33,14 +36,17 @@ from tlgan_jax.axes import Axes
 from tlgan_jax.extractors import Extractor, stack_scores
 from tlgan_jax.generators import Generator, to_uint8
 from tlgan_jax.invert import InversionConfig, Inverter, PhotoError, frame_face, load_photo
+from tlgan_jax.invert.photos import check_photo_header
 
 
 class EditorError(ValueError):
-    """A request the editor cannot serve; `status` is the HTTP status to answer with."""
+    """A request the editor cannot serve; `status` is the HTTP status to answer with and
+    `headers` extra response headers (e.g. Retry-After with a 503)."""
 
-    def __init__(self, message: str, status: int = 400):
+    def __init__(self, message: str, status: int = 400, headers: dict | None = None):
         super().__init__(message)
         self.status = status
+        self.headers = dict(headers or {})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +58,12 @@ class Limits:
     max_upload_bytes: int = 10 * 1024 * 1024
     max_photo_pixels: int = 40_000_000
     stored_photos: int = 8             # refined generators kept (LRU), ~15 MB each for DigiFace
-    invert_wait_s: float = 120.0       # a second inversion waits this long for the first
+    invert_queue: int = 2              # uploads waiting behind the running inversion (as
+                                       # bytes, <= max_upload_bytes each); more get 503 at once
+
+
+def _photo_error(e: PhotoError) -> EditorError:
+    return EditorError(str(e), {"too_large": 413, "not_image": 415}.get(e.reason, 400))
 
 
 def png_bytes(image_u8: np.ndarray) -> bytes:
@@ -116,9 +127,7 @@ def default_axes(gen: Generator, extractors: Sequence[Extractor], *, num_samples
                     names=samples.names, binary=samples.binary, key=jax.random.key(seed + 1),
                     metadata=dict(samples.metadata, note="tlgan_jax.serve default axes"))
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{secrets.token_hex(4)}")
-    axes.save(tmp)
-    tmp.replace(path)
+    axes.save(path)                                     # atomic: temporary file, then rename
     return axes
 
 
@@ -143,8 +152,19 @@ class Editor:
         self.inverter = Inverter(gen, self.extractors, invert_config)
         self._photos: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self._photos_lock = threading.Lock()
-        self._invert_lock = threading.Lock()
+        self._invert_lock = threading.Lock()            # the inverter: one job at a time
         self._progress = {"busy": False, "stage": "", "done": 0, "total": 0}
+        # uploads: a bounded queue served by one worker thread of its own (never the web
+        # server's shared thread pool, so renders never wait behind uploads)
+        if int(limits.invert_queue) < 0:
+            raise ValueError(f"Limits.invert_queue must be >= 0, got {limits.invert_queue}")
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._capacity = 1 + int(limits.invert_queue)    # the running upload + those waiting
+        self._pending = 0                                # uploads submitted and not finished
+        self._admitted = 0                               # upload requests being served (HTTP)
+        self._worker: threading.Thread | None = None
+        self._jobs_lock = threading.Lock()
+        self._last_invert_s = 0.0
         self.render_ms: collections.deque[float] = collections.deque(maxlen=2000)
 
     # -- jitted functions (batch 1) -----------------------------------------------------------
@@ -270,32 +290,100 @@ class Editor:
         return {"renders": int(ms.size), "p50_ms": float(np.percentile(ms, 50)),
                 "p95_ms": float(np.percentile(ms, 95)), "max_ms": float(ms.max())}
 
-    def invert(self, data: bytes, *, framing: str = "auto", box=None, refine: bool = True,
-               seed: int = 0) -> dict:
-        """Invert an uploaded photo: framing, latent, reconstruction, quality, photo id."""
+    # -- uploads ------------------------------------------------------------------------------
+    def _check_upload(self, data: bytes) -> None:
+        """Size and image header of an upload (cheap: nothing is decoded)."""
         if len(data) > self.limits.max_upload_bytes:
             raise EditorError(f"the upload is {len(data)} bytes; the limit is "
                               f"{self.limits.max_upload_bytes}", 413)
         try:
-            photo = load_photo(data, max_pixels=self.limits.max_photo_pixels)
-            target, info = frame_face(photo, self.gen.resolution, box=box, framing=framing)
+            check_photo_header(data, max_pixels=self.limits.max_photo_pixels)
         except PhotoError as e:
-            status = {"too_large": 413, "not_image": 415}.get(e.reason, 400)
-            raise EditorError(str(e), status) from None
-        if not self._invert_lock.acquire(timeout=self.limits.invert_wait_s):
-            raise EditorError("the editor is busy inverting another photo; try again", 503)
+            raise _photo_error(e) from None
+
+    def admit_upload(self) -> bool:
+        """Reserve one of the queue's places for an upload request before its body is read
+        (the web app's guard); False when all are taken. Pair with `release_upload()`. This
+        bounds the upload bodies held in memory at once to the queue's capacity."""
+        with self._jobs_lock:
+            if self._admitted >= self._capacity:
+                return False
+            self._admitted += 1
+            return True
+
+    def release_upload(self) -> None:
+        with self._jobs_lock:
+            self._admitted -= 1
+
+    def busy_error(self) -> EditorError:
+        """The 503 for an upload while the queue is full (Retry-After: the expected wait)."""
+        busy = max(self._pending, self._admitted, 1)
+        retry = max(1, math.ceil((self._last_invert_s or 10.0) * busy))
+        return EditorError(f"the editor is busy inverting photos ({busy} running or waiting, "
+                           f"at most {self._capacity}); try again in about {retry} s", 503,
+                           {"Retry-After": str(retry)})
+
+    def _job_done(self, _future) -> None:
+        with self._jobs_lock:
+            self._pending -= 1
+
+    def submit_invert(self, data: bytes, **kwargs) -> concurrent.futures.Future:
+        """Queue an upload for inversion on the editor's own worker thread; returns a Future
+        of `invert(data, **kwargs)`. Raises EditorError 503 (with Retry-After) at once when
+        the queue is full, and 413/415 for an oversized or non-image upload. The photo stays
+        bytes until its turn comes; cancelling the Future before then drops it."""
+        self._check_upload(data)
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._jobs_lock:
+            if self._pending >= self._capacity:
+                raise self.busy_error()
+            self._pending += 1
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._serve_jobs, daemon=True,
+                                                name="tlgan-invert")
+                self._worker.start()
+        future.add_done_callback(self._job_done)         # a cancelled job frees its slot
+        self._jobs.put((future, data, kwargs))
+        return future
+
+    def _serve_jobs(self) -> None:
+        while True:
+            future, data, kwargs = self._jobs.get()
+            if not future.set_running_or_notify_cancel():        # the client went away
+                continue
+            try:
+                result = self.invert(data, **kwargs)
+            except BaseException as e:                           # noqa: BLE001 (to the caller)
+                future.set_exception(e)
+            else:
+                future.set_result(result)
+            del data, future
+
+    def invert(self, data: bytes, *, framing: str = "auto", box=None, refine: bool = True,
+               seed: int = 0) -> dict:
+        """Invert an uploaded photo now (in the calling thread): framing, latent,
+        reconstruction, quality, photo id. The web app goes through `submit_invert`."""
+        self._check_upload(data)
         try:
+            photo = load_photo(data, max_pixels=self.limits.max_photo_pixels)
+            target, info = frame_face(photo, self.gen.resolution, box=box, framing=framing,
+                                      max_pixels=self.limits.max_photo_pixels)
+        except PhotoError as e:
+            raise _photo_error(e) from None
+        del photo
+        with self._invert_lock:
             t0 = time.perf_counter()
             self._progress = {"busy": True, "stage": "start", "done": 0, "total": 0}
 
             def progress(stage, done, total):
                 self._progress = {"busy": True, "stage": stage, "done": done, "total": total}
-            result = self.inverter(target[None], jax.random.key(seed), progress=progress,
-                                   refine=bool(refine and self.inverter.config.refine_steps))
+            try:
+                result = self.inverter(target[None], jax.random.key(seed), progress=progress,
+                                       refine=bool(refine and self.inverter.config.refine_steps))
+            finally:
+                self._progress = {"busy": False, "stage": "", "done": 0, "total": 0}
             seconds = time.perf_counter() - t0
-        finally:
-            self._progress = {"busy": False, "stage": "", "done": 0, "total": 0}
-            self._invert_lock.release()
+            self._last_invert_s = seconds
         photo_id = None
         if result.params is not None:
             photo_id = secrets.token_hex(16)

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tlgan_jax.axes import Axes
+from tlgan_jax.axes import Axes, models_named_by_axes
 from tlgan_jax.invert import InversionConfig
 from tlgan_jax.serve.editor import Editor, Limits, default_axes
 from tlgan_jax.extractors import EMBEDDED_EXTRACTORS, load_extractor
@@ -35,7 +35,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                        f"{EMBEDDED_GENERATOR})")
     p.add_argument("--extractors", help="comma-separated extractors for the scores (default: "
                                         "the axes', else " + ",".join(EMBEDDED_EXTRACTORS) + ")")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: loopback only)")
+    p.add_argument("--allowed_host", action="append", default=[], metavar="NAME",
+                   help="a Host name (or address) besides loopback that requests may carry, "
+                        "e.g. the name a reverse proxy forwards; repeatable. Others get 421")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--default_samples", type=int, default=8192,
                    help="labelled samples for the default axes (without --axes)")
@@ -46,6 +50,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--feature_weight", type=float, default=InversionConfig.feature_weight,
                    help="weight of the extractor-score loss in the inversion")
     p.add_argument("--max_upload_mb", type=float, default=10.0)
+    p.add_argument("--invert_queue", type=int, default=Limits.invert_queue,
+                   help="uploads that may wait behind the one being inverted; more get 503")
     p.add_argument("--no_warm_invert", action="store_true",
                    help="do not compile the inversion at start (the first upload does)")
     p.add_argument("--benchmark", type=int, default=0, metavar="N",
@@ -60,15 +66,17 @@ def build_editor(axes_path: str | None = None, generator: str | None = None,
                  default_samples: int = 8192) -> Editor:
     """An `Editor` for an axes file (or the embedded default's cached axes); not yet warm."""
     axes = Axes.load(axes_path) if axes_path else None
-    meta = axes.metadata if axes is not None else {}
-    gen = load_generator(generator or meta.get("generator", EMBEDDED_GENERATOR))
-    ext_names = list(extractors) if extractors else list(meta.get("extractors",
-                                                                  EMBEDDED_EXTRACTORS))
+    gen_name, ext_names = models_named_by_axes(axes.metadata if axes is not None else {},
+                                               axes_path, generator,
+                                               list(extractors) if extractors else None)
+    gen = load_generator(gen_name)
     exts = [load_extractor(e) for e in ext_names]
     if axes is None:
         print(f"fitting default axes ({default_samples} samples; cached after the first "
               f"time)…", flush=True)
         axes = default_axes(gen, exts, num_samples=default_samples)
+    if axes.latent_space in gen.spaces():
+        gen = gen.in_space(axes.latent_space)     # W / W+ axes: the editor works on w latents
     axes.check_generator(gen)
     cfg = invert_config or InversionConfig(steps=150, restarts=2, refine_steps=100)
     return Editor(gen, exts, axes, invert_config=cfg, limits=limits)
@@ -129,7 +137,10 @@ def benchmark(editor: Editor, n: int = 200, seed: int = 0) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
+    if args.invert_queue < 0:
+        raise SystemExit("python -m tlgan_jax.serve: --invert_queue must be >= 0")
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+                    invert_queue=args.invert_queue)
     try:
         cfg = InversionConfig(steps=args.invert_steps, restarts=args.invert_restarts,
                               init_pool=max(256, args.invert_restarts),
@@ -154,5 +165,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         threading.Thread(target=editor.warmup, kwargs={"render": False}, daemon=True).start()
     import uvicorn
     from tlgan_jax.serve.app import create_app
+    allowed = list(args.allowed_host)
+    if args.host not in ("0.0.0.0", "::", ""):
+        allowed.append(args.host)               # the address it listens on, when named
     print(f"editor at http://{args.host}:{args.port}  (API docs: /docs)", flush=True)
-    uvicorn.run(create_app(editor), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(editor, allowed_hosts=allowed), host=args.host, port=args.port,
+                log_level="warning")
