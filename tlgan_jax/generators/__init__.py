@@ -17,6 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from tlgan_jax import runtime
 from tlgan_jax.generators import dcgan, pggan, stylegan2
 from tlgan_jax.generators.core import LATENT_PRIORS, Generator, WSpace, to_uint8
 from tlgan_jax.weights import pinned
@@ -83,6 +84,7 @@ def load_generator(name: str = EMBEDDED_GENERATOR, *, fast: bool = False,
 
     options (StyleGAN2 only): truncation_psi (default 1: no truncation), truncation_cutoff
     (default None: every style layer; N: the first N)."""
+    runtime.ensure_configured()      # JAX set-up before its first use (tlgan_jax.runtime)
     is_stylegan2 = name.startswith("stylegan2:") or name == "stylegan2-1024"
     allowed = _STYLEGAN2_OPTIONS if is_stylegan2 else ()
     bad = sorted(set(options) - set(allowed))
