@@ -16,7 +16,7 @@ import pytest
 
 from helpers import PARITY_TOL, rel_error
 from tlgan_jax.sampling import Sampler, sample, shard_latents
-from tlgan_jax.store import ShardStoreError, load_samples
+from tlgan_jax.store import ShardStore, ShardStoreError, load_samples
 
 from toy import toy_extractor, toy_generator, toy_scores
 
@@ -231,6 +231,33 @@ def test_reusing_a_directory_with_other_settings_is_refused(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     assert sample(gen, [ext], num=100, seed=0, out_dir=tmp_path, shard_size=50,
                   progress=False).z.shape == (100, gen.latent_dim)
+
+
+def test_growing_a_run_reuses_its_complete_shards(tmp_path, monkeypatch):
+    """16 -> 32 shards in one directory: shard i depends only on (seed, i), so the first run's
+    complete shards are read back, only the new ones (and a partial last one) are computed,
+    and the result equals a fresh run of the larger size."""
+    gen, ext = toy_generator(), toy_extractor()
+    small = sample(gen, [ext], num=150, seed=2, out_dir=tmp_path / "run", shard_size=50,
+                   progress=False)
+    computed = []
+    write = ShardStore.write
+    monkeypatch.setattr(ShardStore, "write",
+                        lambda self, i, z, y: (computed.append(i), write(self, i, z, y)))
+    grown = sample(gen, [ext], num=320, seed=2, out_dir=tmp_path / "run", shard_size=50,
+                   progress=False)
+    assert computed == [3, 4, 5, 6]                     # shards 0-2 were reused
+    monkeypatch.undo()
+    fresh = sample(gen, [ext], num=320, seed=2, out_dir=tmp_path / "fresh", shard_size=50,
+                   progress=False)
+    np.testing.assert_array_equal(grown.z, fresh.z)
+    np.testing.assert_array_equal(grown.y, fresh.y)
+    np.testing.assert_array_equal(grown.z[:150], small.z)
+    # shrinking reads back the shards it needs; the partial last shard is recomputed
+    shrunk = sample(gen, [ext], num=120, seed=2, out_dir=tmp_path / "run", shard_size=50,
+                    progress=False)
+    np.testing.assert_array_equal(shrunk.z, fresh.z[:120])
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["num"] == 120
 
 
 def test_bad_latents_give_clear_errors():

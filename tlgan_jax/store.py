@@ -31,8 +31,11 @@ from tlgan_jax.files import DirectoryLock, NpzError, atomic_write, create_exclus
 
 MANIFEST = "manifest.json"
 SHARD_FORMAT = "tlgan_jax.shard/2"
+# What makes two runs the same run: shard i holds the latents drawn from (seed, i) and their
+# labels, so it depends on these and not on how many samples the run asks for. A run grown or
+# shrunk (another `num`) in its directory reuses every complete shard it shares.
 _RUN_KEYS = ("generator", "latent_dim", "generator_dtype", "extractors", "attributes", "seed",
-             "num", "shard_size")
+             "shard_size")
 _LATER_KEYS = ("generator_dtype",)   # absent from manifests written before it was recorded
 _MAX_MANIFEST_BYTES = 16 << 20
 
@@ -154,6 +157,12 @@ class ShardStore:
                 f"{self.root} holds samples of another run (differs in "
                 + ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, (a, b) in diff.items())
                 + "); use another directory or delete it. Nothing was overwritten.")
+        if old.get("num") != meta["num"]:          # the same run, grown or shrunk
+            logging.info("tlgan_jax: %s: %d samples there, %d asked for: the same run "
+                         "(seed %s, shard size %d), so its complete shards are reused",
+                         self.root, old.get("num"), meta["num"], meta["seed"],
+                         meta["shard_size"])
+            atomic_write(path, json.dumps(dict(meta, complete=False), indent=1).encode())
 
     def close(self) -> None:
         """Release the writer lock (idempotent)."""
