@@ -461,6 +461,7 @@ def test_render_reports_the_edits_identity_distance_from_one_compiled_function()
     import jax.numpy as jnp
 
     from tlgan_jax.extractors import FaceDescriptor
+
     from toy import toy_extractor, toy_generator
     gen = toy_generator(latent_dim=8, resolution=16, linear=True)   # D(G(z)) linear in z
     traces = []
