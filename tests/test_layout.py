@@ -3,7 +3,7 @@
 Layers, lowest first; a module may import its own layer or lower ones, never higher:
   0  metrics, files, runtime, weights.* (no model code)
   1  generators.*, extractors.*                   (siblings: neither imports the other)
-  2  sampling, store, fit.*, axes, editing, invert.*, plots
+  2  sampling, store, combine, fit.*, axes, editing, invert.*, plots
   3  discover, bench.*, train.*, serve.*
 Every import counts, also one inside a function (no lazy import dodges the rule), and the
 module-level imports form no cycle.
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1] / "tlgan_jax"
 LAYERS = {
     0: ("metrics", "files", "runtime", "weights"),
     1: ("generators", "extractors"),
-    2: ("sampling", "store", "fit", "axes", "editing", "invert", "plots"),
+    2: ("sampling", "store", "combine", "fit", "axes", "editing", "invert", "plots"),
     3: ("discover", "bench", "train", "serve"),
 }
 SIBLINGS_APART = {("generators", "extractors"), ("extractors", "generators")}

@@ -202,3 +202,70 @@ def test_benchmark_writes_documented_csv_plot_and_summary(tmp_path):
     assert again.splitlines()[:8] == summary.splitlines()[:8]      # setup, timing, machine
     assert len(again.splitlines()) == len(summary.splitlines())
     assert (tmp_path / "axis_quality.png").exists()
+
+
+def test_edit_scorer_per_judge_and_identity_known_answers():
+    # linear scores y = z·β (noise-free): every edit works for its own column; a backwards
+    # judge (−y_0) never agrees, a rescaled judge (2·y_1) always; descriptor D = z M moves by
+    # exactly λ‖Mᵀn‖ for every face
+    d, rng = 6, np.random.default_rng(0)
+    beta, m = rng.normal(size=(d, 2)), rng.normal(size=(d, 3))
+    label = lambda z: np.concatenate([z @ beta, -(z @ beta[:, :1]), 2 * (z @ beta[:, 1:]),
+                                      z @ m], axis=1).astype(np.float32)
+    z = rng.normal(size=(32, d)).astype(np.float32)
+    n = (beta / np.linalg.norm(beta, axis=0)).astype(np.float32)
+    per_unit = np.linalg.norm(m.T @ n, axis=0)                       # [2]
+    step = 2.0
+    thr = float(step * per_unit.mean())                              # between the two axes
+    assert (step * per_unit < thr).tolist() in ([True, False], [False, True])
+    scorer = q.EditScorer(label, z, label(z), step, np.ones(2), judges={0: [2], 1: [3]},
+                          descriptor=([4, 5, 6], thr))
+    out = scorer.evaluate(n, None)
+    np.testing.assert_array_equal(out["success_up"], [1.0, 1.0])
+    assert out["judged"] == {0: {2: (0.0, 0.0)}, 1: {3: (1.0, 1.0)}}
+    np.testing.assert_allclose(out["distance_per_unit"], per_unit, rtol=1e-4)
+    np.testing.assert_array_equal(out["identity_kept_up"], (step * per_unit < thr).astype(float))
+    np.testing.assert_array_equal(out["identity_kept_down"], out["identity_kept_up"])
+    assert out["entanglement"].shape == (2, 2)                      # attribute columns only
+
+
+def test_benchmark_with_judges_and_descriptor_writes_their_columns_and_panels(tmp_path):
+    import jax.numpy as jnp
+
+    from tlgan_jax.extractors import FaceDescriptor, custom_extractor
+    gen, ext = toy_generator(latent_dim=16), toy_extractor()
+    backwards = custom_extractor(lambda im: {"bright_j": -im.mean(axis=(1, 2, 3))}, ("bright_j",),
+                                 name="backwards")
+    rescaled = custom_extractor(lambda im: {"redder_j": 20.0 * (im[..., 0] - im[..., 2]).mean(
+        axis=(1, 2))}, ("redder_j",), name="rescaled", binary=(True,))
+    desc = FaceDescriptor(name="toydesc", dim=3, threshold=1e6, input_shape=(3, 8, 8),
+                          params=None, raw_apply=lambda p, x: x.mean(axis=(2, 3)),
+                          preprocess=lambda im: jnp.transpose(im, (0, 3, 1, 2)))
+    cfg = q.QualityConfig(sample_counts=(100, 200), methods=("ols",), repeats=1,
+                          heldout_samples=100, edit_faces=16, progress=False)
+    q.benchmark_axis_quality(gen, [ext], tmp_path, cfg, log=lambda s: None,
+                             judges=[backwards, rescaled], descriptor=desc,
+                             groups=[("bright", "bright_j"), ("redder", "redder_j")])
+    with open(tmp_path / "axis_quality.csv", newline="") as f:
+        assert tuple(csv.DictReader(f).fieldnames) == reports.csv_columns(
+            ["bright_j", "redder_j"], identity=True)
+    rows = reports.read_csv(tmp_path / "axis_quality.csv")
+    assert len(rows) == 2 * 2
+    for r in rows:
+        if r["attribute"] == "bright":        # the backwards judge sees the opposite move
+            assert r["judge_bright_j_success_up"] == 1 - r["edit_success_up"]
+            assert r["judge_bright_j_success_down"] == 1 - r["edit_success_down"]
+            assert r["judge_redder_j_success_up"] is None
+        else:                                 # the rescaled judge agrees face by face
+            assert r["judge_redder_j_success_up"] == r["edit_success_up"]
+            assert r["independent_success"] == r["edit_success"]
+        assert r["identity_kept"] == 1.0 and r["distance_per_unit"] > 0   # threshold 1e6
+    summary = (tmp_path / "summary.md").read_text()
+    assert "edit success, own judge | edit success, independent judge | identity kept" in summary
+    assert "Independent judges: bright by bright_j; redder by redder_j." in summary
+    png = (tmp_path / "axis_quality.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # --replot from the CSV alone keeps the judge and identity columns in the summary
+    (tmp_path / "summary.md").unlink()
+    reports.write_reports(tmp_path)
+    assert (tmp_path / "summary.md").read_text() == summary

@@ -455,3 +455,49 @@ def test_queued_uploads_never_delay_renders_and_extra_uploads_get_503(editor, mo
         gate.release.set()
         pool.shutdown(wait=True)
         server.should_exit = True
+
+
+def test_render_reports_the_edits_identity_distance_from_one_compiled_function():
+    import jax.numpy as jnp
+
+    from tlgan_jax.extractors import FaceDescriptor
+
+    from toy import toy_extractor, toy_generator
+    gen = toy_generator(latent_dim=8, resolution=16, linear=True)   # D(G(z)) linear in z
+    traces = []
+
+    def raw(p, x):                                           # mean colour: a 3-d "descriptor"
+        traces.append(1)                                     # runs once per trace
+        return x.mean(axis=(2, 3)) * p["s"]
+
+    n = np.linalg.qr(np.random.default_rng(0).normal(size=(8, 2)))[0].astype(np.float32)
+    axes = Axes.from_vectors(n, ["u", "v"], method="random", metadata={"generator": "toy"})
+    desc = FaceDescriptor(name="toydesc", dim=3, threshold=0.05, input_shape=(3, 16, 16),
+                          params={"s": jnp.float32(2.0)}, raw_apply=raw,
+                          preprocess=lambda im: jnp.transpose(im, (0, 3, 1, 2)))
+    ed = Editor(gen, [toy_extractor()], axes, descriptor=desc, invert_config=TINY_INVERSION)
+    client = TestClient(create_app(ed), base_url=LOCAL)
+    assert client.get("/api/info").json()["identity"] == {"descriptor": "toydesc",
+                                                          "threshold": 0.05}
+    z = np.asarray(gen.sample_latents(jax.random.key(0), 1))[0]
+    colour = lambda zz: 2.0 * np.asarray(gen(zz[None]))[0].mean(axis=(0, 1))   # direct D
+    seen = set()
+    for amounts, lock in (({"u": 0.5}, []), ({"u": 3.0}, []), ({"u": 1.0, "v": -2.0}, ["v"]),
+                          ({}, [])):
+        r = client.post("/api/render", json={"z": z.tolist(), "amounts": amounts, "lock": lock})
+        assert r.status_code == 200, r.text
+        ident = r.json()["identity"]
+        z2 = np.asarray(r.json()["z_edited"], np.float32)
+        want = float(np.linalg.norm(colour(z2) - colour(z)))
+        assert ident["descriptor"] == "toydesc" and ident["threshold"] == 0.05
+        np.testing.assert_allclose(ident["distance"], want, rtol=1e-4, atol=1e-6)
+        assert ident["kept"] == (want < 0.05)
+        seen.add(ident["kept"])
+    assert seen == {True, False}                  # both sides of the threshold were tested
+    assert len(traces) == 1                       # descriptor inside the one jitted render
+    # without a descriptor: identity is null
+    plain = TestClient(create_app(Editor(gen, [toy_extractor()], axes,
+                                         invert_config=TINY_INVERSION)), base_url=LOCAL)
+    r = plain.post("/api/render", json={"z": z.tolist(), "amounts": {"u": 1.0}})
+    assert r.status_code == 200 and r.json()["identity"] is None
+    assert plain.get("/api/info").json()["identity"] is None

@@ -15,6 +15,7 @@ editing (move z, judge edits), invert (photos -> z); discover runs them end to e
 __version__ = "0.1.0"   # the single source: pyproject.toml reads it (dynamic version)
 
 from tlgan_jax.axes import Axes, load_axes
+from tlgan_jax.combine import Combination, combine_scores, parse_combine
 from tlgan_jax.editing import edit_latents, render_traversal, traversal_latents
 from tlgan_jax.extractors import (Extractor, FaceDescriptor, custom_extractor, descriptor_distance,
                                   identity_kept, load_extractor, load_face_descriptor)
@@ -24,8 +25,8 @@ from tlgan_jax.invert import InversionConfig, frame_face, invert, invert_photo
 from tlgan_jax.sampling import Sampler, sample
 from tlgan_jax.store import Samples, load_samples
 
-__all__ = ["Axes", "Extractor", "FaceDescriptor", "Generator", "InversionConfig", "Sampler",
-           "Samples", "custom_extractor", "descriptor_distance", "edit_latents", "fit_axes", "fit_axes_in",
+__all__ = ["Axes", "Combination", "Extractor", "FaceDescriptor", "Generator", "InversionConfig", "Sampler",
+           "Samples", "combine_scores", "custom_extractor", "descriptor_distance", "edit_latents", "fit_axes", "fit_axes_in",
            "frame_face", "identity_kept", "invert", "invert_photo", "load_axes", "load_extractor",
-           "load_face_descriptor", "load_generator", "load_samples", "render_traversal", "sample",
+           "load_face_descriptor", "load_generator", "load_samples", "parse_combine", "render_traversal", "sample",
            "to_uint8", "traversal_latents"]

@@ -20,12 +20,21 @@ import importlib.metadata
 import json
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import numpy as np
 
 from tlgan_jax.axes import Axes
+from tlgan_jax.combine import (
+    check_combine,
+    combination_judges,
+    combinations_from_metadata,
+    combine_scores,
+    combined_label,
+    lock_exceptions,
+    parse_combine,
+)
 from tlgan_jax.editing import edit_report, judges_for, render_traversal
 from tlgan_jax.files import atomic_write, file_lock, write_json
 from tlgan_jax.fit import fit_axes_in, method_targets
@@ -50,29 +59,37 @@ class DiscoverConfig:
     traversal_steps: tuple[float, ...] = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
     progress: bool = True
     latent_space: str = "z"          # z, or w / w+ for style-based generators (StyleGAN2)
+    # ensemble targets, "name=src1,src2" (`combine.parse_combine`): one more attribute, the
+    # mean of the standardised source scores, fitted and judged like the others
+    combine: tuple[str, ...] = ()
 
 
 def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path,
                   cfg: DiscoverConfig = DiscoverConfig(), *, judges: Sequence[Any] = (),
                   descriptor: Any = None,
-                  groups: Sequence[Sequence[str]] | None = None) -> tuple[Axes, dict]:
+                  groups: Sequence[Sequence[str]] | None = None,
+                  combine: Mapping[str, Sequence[str]] | None = None) -> tuple[Axes, dict]:
     """Sample, label, fit one axis per attribute, evaluate edits, and write WORKDIR files.
 
     judges: extra extractors that only re-score the edits (independent judges);
     descriptor: a `FaceDescriptor` for the identity figures; groups: which attributes are the
-    same concept across nets (default `extractors.EQUIVALENT_ATTRIBUTES`)."""
+    same concept across nets (default `extractors.EQUIVALENT_ATTRIBUTES`); combine: ensemble
+    targets {name: sources} in addition to `cfg.combine` (`tlgan_jax.combine`): each gets an
+    axis, judged by its combined score (own judge) and by each source (independent judges)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     timings = {}
     gen.check_space(cfg.latent_space)
     sampler = Sampler(gen, extractors, batch_size=cfg.batch_size)
+    check_combine(combine_specs(cfg, combine), sampler.names)   # before any sampling
     t = time.perf_counter()
     samples = sampler.run(cfg.seed, cfg.num_samples, workdir / "samples",
                           shard_size=cfg.shard_size, progress=cfg.progress)
     timings["sampling_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    axes = fit_samples(sampler, samples, cfg)
+    axes = fit_samples(sampler, samples, cfg, combine=combine)
+    combos = combinations_from_metadata(axes.metadata)
     timings["fit_s"] = time.perf_counter() - t
     gen_z, gen = gen, gen.in_space(cfg.latent_space)   # evaluation and traversals in that space
     axes.save(workdir / "axes.npz")
@@ -89,11 +106,14 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
         evaluator = sampler
     if groups is None:
         from tlgan_jax.extractors import EQUIVALENT_ATTRIBUTES as groups
-    kw = dict(step=cfg.eval_step, y0=evaluator.label(z_eval),
-              judges=judges_for(axes.names, evaluator.names, groups),
+    label, scored = combined_label(evaluator.label, evaluator.names, combos)
+    kw = dict(step=cfg.eval_step, y0=label(z_eval),
+              judges={**judges_for(axes.names, scored, groups),
+                      **combination_judges(combos, scored)},
               descriptor=(descriptor.columns, descriptor.threshold) if descriptor else None)
-    free = edit_report(evaluator.label, evaluator.names, z_eval, axes, **kw)
-    locked = edit_report(evaluator.label, evaluator.names, z_eval, axes, lock_others=True, **kw)
+    free = edit_report(label, scored, z_eval, axes, **kw)
+    locked = edit_report(label, scored, z_eval, axes, lock_others=True,
+                         lock_except=lock_exceptions(combos), **kw)
     timings["evaluation_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -109,6 +129,7 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     summary = {"generator": gen_z.name, "latent_space": cfg.latent_space, "extractors": [e.name for e in sampler.extractors],
                "judges": [e.name for e in judges],
                "descriptor": descriptor.name if descriptor is not None else None,
+               "combine": {c.name: list(c.sources) for c in combos},
                "method": cfg.method, "num_samples": cfg.num_samples, "seed": cfg.seed,
                "diagnostics": axes.diagnostics, "edits": free.as_dict(),
                "edits_locked": locked.as_dict(), "timings": timings,
@@ -118,20 +139,38 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     return axes, summary
 
 
-def fit_samples(sampler: Sampler, samples: Samples, cfg: DiscoverConfig = DiscoverConfig()
-                ) -> Axes:
+def combine_specs(cfg: DiscoverConfig, combine: Mapping[str, Sequence[str]] | None = None
+                  ) -> dict[str, tuple[str, ...]]:
+    """{name: sources} of `cfg.combine` ("name=src1,src2" strings) and `combine` together."""
+    specs = parse_combine(cfg.combine, "DiscoverConfig.combine")
+    for name, sources in (combine or {}).items():
+        if name in specs:
+            raise ValueError(f"combine: the combined attribute {name!r} is given twice "
+                             f"(in DiscoverConfig.combine and in combine=)")
+        specs[name] = tuple(sources)
+    return specs
+
+
+def fit_samples(sampler: Sampler, samples: Samples, cfg: DiscoverConfig = DiscoverConfig(),
+                *, combine: Mapping[str, Sequence[str]] | None = None) -> Axes:
     """Step 4 of the main job: `cfg.method` fitted in `cfg.latent_space` (z: the generator's
     canonical latents; w / w+ of style-based generators) on `fit.method_targets` of the scores
     (OLS: binary logits clipped to ±cfg.logit_clip, as TL-GAN), split key key(seed + 1);
-    metadata names generator, extractors and sampling."""
+    metadata names generator, extractors and sampling. Ensemble targets (`cfg.combine` and
+    `combine`) are added as columns first (`combine.combine_scores`, sources' binary logits
+    clipped to ±cfg.logit_clip), their statistics stored in the metadata ("combine")."""
     gen = sampler.gen
+    specs = combine_specs(cfg, combine)
+    if specs:
+        samples = combine_scores(samples, specs, clip=cfg.logit_clip)
     y, binary = method_targets(cfg.method, samples.y, samples.binary, cfg.logit_clip)
     axes = fit_axes_in(gen, samples.z, y, cfg.latent_space, w=samples.w, method=cfg.method,
                        names=samples.names, binary=binary, key=jax.random.key(cfg.seed + 1))
     return axes.with_metadata(generator=gen.name, latent_dim=gen.space_dim(cfg.latent_space),
                               extractors=[e.name for e in sampler.extractors],
                               num_samples=int(samples.z.shape[0]), seed=cfg.seed,
-                              logit_clip=cfg.logit_clip if cfg.method == "ols" else None)
+                              logit_clip=cfg.logit_clip if cfg.method == "ols" else None,
+                              **({"combine": samples.metadata["combine"]} if specs else {}))
 
 
 def default_axes(gen: Generator, extractors: Sequence[Any], *, num_samples: int = 8192,
@@ -205,7 +244,8 @@ def summary_markdown(s: dict) -> str:
         if ident:
             row += [f"{ident['kept_up'][a]:.1%} / {ident['kept_down'][a]:.1%}",
                     f"{ident['distance_per_unit'][a]:.3f}"]
-        same = {a, *judged}                 # the judges score the same concept: not off-target
+        same = {a, *judged, *(c for c, src in s.get("combine", {}).items() if a in src)}
+        # the judges and the combinations made of `a` score the same concept: not off-target
         row += [_largest_off_target(e["entanglement"][a], same),
                 _largest_off_target(locked["entanglement"][a], same)]
         lines.append("| " + " | ".join(row) + " |")

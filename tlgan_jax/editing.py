@@ -222,7 +222,8 @@ def edit_report(label: Label, scored: Sequence[str], z: np.ndarray, axes: Axes,
                 names: Sequence[str] | None = None, step: float = 3.0,
                 lock_others: bool = False, y0: np.ndarray | None = None,
                 judges: Mapping[str, Sequence[str]] | None = None,
-                descriptor: tuple[Sequence[str], float] | None = None) -> EditReport:
+                descriptor: tuple[Sequence[str], float] | None = None,
+                lock_except: Mapping[str, Sequence[str]] | None = None) -> EditReport:
     """Edit success and entanglement of `axes`, per independent judge, and identity (see
     module doc).
 
@@ -230,14 +231,23 @@ def edit_report(label: Label, scored: Sequence[str], z: np.ndarray, axes: Axes,
     z: canonical latents of the faces to edit;
     judges: axis -> attributes (columns of `scored`) that also judge it (`judges_for`);
     descriptor: (the descriptor's columns in `scored`, same-person threshold); those columns
-    are used for identity only, not reported as attributes.
+    are used for identity only, not reported as attributes;
+    lock_except: with lock_others, axis -> axes it is NOT locked against (e.g. a combined
+    attribute and its sources, `combine.lock_exceptions`: locking either against the other
+    would remove the edit itself).
     """
     names = tuple(names or axes.names)
     scored = tuple(scored)
     z = np.asarray(z, np.float32)
     y0 = label(z) if y0 is None else y0
-    dirs = orthogonal_to_others(axes, names) if lock_others else np.asarray(
-        edit_directions(axes, names))
+    if lock_others and lock_except:
+        dirs = np.stack([orthogonal_to_others(axes.select(
+            [b for b in axes.names if b == a or b not in set(lock_except.get(a, ()))]), [a])[:, 0]
+            for a in names], axis=1)
+    elif lock_others:
+        dirs = orthogonal_to_others(axes, names)
+    else:
+        dirs = np.asarray(edit_directions(axes, names))
     y_plus, y_minus = scores_after_edits(label, z, dirs.T, step)
     dcols = [scored.index(c) for c in descriptor[0]] if descriptor else []
     acols = [i for i in range(len(scored)) if i not in set(dcols)]

@@ -26,7 +26,15 @@ and, per attribute a with unit axis n_a, the columns of axis_quality.csv are
                      other axis first (TL-GAN's lock); every entry is in entanglement.csv;
   candidate, candidate_corr  (sefa, ganspace) index of the best-matching candidate direction
                      and its |corr| with the attribute on the training rows;
-  fit_seconds, note.
+  fit_seconds, note;
+with independent judges (`judges=`: extractors that only re-score the edit faces; an axis is
+judged by the attributes of its group, `extractors.EQUIVALENT_ATTRIBUTES`, scored by another net):
+  judge_<b>_success_up / _down   edit success of the (free) axis measured on judge column b;
+  independent_success_up / _down / independent_success   their mean over the axis's judges;
+with a face `descriptor=` (identity, editing.py's module doc):
+  identity_kept_up / _down / identity_kept   share of edit faces whose descriptor stays within
+                     the same-person threshold after z ± λ n_a (free axis), and their mean;
+  distance_per_unit  mean descriptor distance per latent unit of edit.
 Targets per method: ols the OLS target t; logistic the labels y > 0, continuous attributes
 split at the pool's median; svm the raw scores (extremes); sefa/ganspace match on t.
 Re-scoring after edits is one batched, jitted labelling call per configuration for all
@@ -50,7 +58,8 @@ from tlgan_jax import metrics
 from tlgan_jax.axes import orthogonal_to_others
 from tlgan_jax.bench import machine, reports
 from tlgan_jax.bench.reports import write_reports
-from tlgan_jax.editing import edit_effects, scores_after_edits
+from tlgan_jax.editing import edit_effects, judges_for, scores_after_edits
+from tlgan_jax.extractors import EQUIVALENT_ATTRIBUTES, descriptor_distance
 from tlgan_jax.files import write_json
 from tlgan_jax.fit import METHODS, UNSUPERVISED, clip_logits, fit_axes, method_targets
 from tlgan_jax.fit import unsupervised as un
@@ -160,9 +169,19 @@ class EditScorer:
     `tol` (max abs difference) of one scored before reuses its scores."""
 
     def __init__(self, label: Callable[[np.ndarray], np.ndarray], z: np.ndarray, y0: np.ndarray,
-                 step: float, scale: np.ndarray, tol: float = 1e-5):
+                 step: float, scale: np.ndarray, tol: float = 1e-5, *,
+                 judges: Mapping[int, Sequence[int]] | None = None,
+                 descriptor: tuple[Sequence[int], float] | None = None):
+        """y0 [N, m]: scores of the m columns of `label`; the k attributes edited are its first
+        columns (scale [k] their units), the rest judge columns (`judges`: attribute index ->
+        column indices) and descriptor columns (`descriptor`: (columns, threshold))."""
         self.label, self.z, self.y0 = label, np.asarray(z, np.float32), np.asarray(y0)
-        self.step, self.scale, self.tol = float(step), np.asarray(scale, np.float64), tol
+        self.step, self.tol = float(step), tol
+        self.k = len(scale)
+        self.scale = np.concatenate([np.asarray(scale, np.float64),
+                                     np.ones(self.y0.shape[1] - self.k)])
+        self.judges = {int(a): [int(b) for b in bs] for a, bs in (judges or {}).items()}
+        self.descriptor = descriptor
         self._dirs = np.zeros((0, self.z.shape[1]), np.float32)
         self._plus: list[np.ndarray] = []        # scores at z + λn per cached direction
         self._minus: list[np.ndarray] = []
@@ -192,18 +211,38 @@ class EditScorer:
 
     def evaluate(self, free: np.ndarray, locked: np.ndarray | None) -> dict[str, np.ndarray]:
         """free, locked: [d, k] directions of the k attributes (locked may have NaN columns:
-        no locked direction). Returns success_up/down [k], entanglement free/locked [k, k]."""
+        no locked direction). Returns success_up/down [k], entanglement free/locked [k, k];
+        with judges "judged" {a: {column: (success_up, success_down)}} and with a descriptor
+        identity_kept_up/down and distance_per_unit [k], all of the free directions."""
         free = np.asarray(free, np.float32)
         k = free.shape[1]
+        if k != self.k:
+            raise ValueError(f"EditScorer: {k} directions for {self.k} attributes")
         ok = [a for a in range(k) if locked is not None and np.all(np.isfinite(locked[:, a]))]
         dirs = np.concatenate([free.T] + ([np.asarray(locked, np.float32)[:, ok].T] if ok else []))
         y_plus, y_minus = self._scores(dirs)
         cols = list(range(k)) + ok
         up, down, ent = edit_effects(self.y0, y_plus, y_minus, cols, self.scale)
+        ent = ent[:, :k]                                # attribute columns only
         ent_locked = np.full((k, k), np.nan)
         ent_locked[ok] = ent[k:]
-        return {"success_up": up[:k], "success_down": down[:k], "entanglement": ent[:k],
-                "entanglement_locked": ent_locked}
+        out = {"success_up": up[:k], "success_down": down[:k], "entanglement": ent[:k],
+               "entanglement_locked": ent_locked}
+        if self.judges:
+            out["judged"] = {a: {b: edit_effects(self.y0, y_plus[a:a + 1], y_minus[a:a + 1],
+                                                 [b])[:2] for b in bs}
+                             for a, bs in self.judges.items()}
+            out["judged"] = {a: {b: (float(u[0]), float(v[0])) for b, (u, v) in j.items()}
+                             for a, j in out["judged"].items()}
+        if self.descriptor:
+            dcols, thr = list(self.descriptor[0]), float(self.descriptor[1])
+            d0 = self.y0[None, :, dcols]
+            dist_up = np.asarray(descriptor_distance(y_plus[:k][..., dcols], d0))   # [k, N]
+            dist_down = np.asarray(descriptor_distance(y_minus[:k][..., dcols], d0))
+            out.update(identity_kept_up=np.mean(dist_up < thr, axis=1),
+                       identity_kept_down=np.mean(dist_down < thr, axis=1),
+                       distance_per_unit=np.mean(dist_up + dist_down, axis=1) / (2 * self.step))
+        return out
 
 
 def _max_off_target(row: np.ndarray, a: int) -> float:
@@ -223,10 +262,17 @@ class QualityResult:
 def run_quality(data: QualityData, label: Callable[[np.ndarray], np.ndarray],
                 cfg: QualityConfig, method_opts: Mapping[str, Mapping[str, Any]] | None = None,
                 truth: np.ndarray | None = None, log: Callable[[str], None] | None = None,
-                on_method_done: Callable[[QualityResult], None] | None = None) -> QualityResult:
+                on_method_done: Callable[[QualityResult], None] | None = None, *,
+                scored: Sequence[str] | None = None,
+                judges: Mapping[str, Sequence[str]] | None = None,
+                descriptor: tuple[Sequence[str], float] | None = None) -> QualityResult:
     """Every (method, N, repeat) of `cfg` on `data` (see module doc).
 
-    label: latents [n, d] -> scores [n, k] (for the edits; e.g. `Sampler.label`);
+    label: latents [n, d] -> scores [n, len(scored)] (for the edits; e.g. `Sampler.label`);
+    scored: its columns (default data.names; else data.names followed by judge and descriptor
+    columns, and the edit faces are re-labelled with it once);
+    judges: attribute -> judge columns of `scored` (`editing.judges_for`);
+    descriptor: (descriptor columns of `scored`, same-person threshold);
     method_opts: extra `fit_axes` options per method (e.g. sefa/ganspace `directions`);
     truth: optional true axes [d, k] (synthetic data) for the truth_cosine column;
     on_method_done: called with the partial result after every (method, repeat).
@@ -239,7 +285,16 @@ def run_quality(data: QualityData, label: Callable[[np.ndarray], np.ndarray],
     t_heldout = clip_logits(data.y_heldout, binary, cfg.logit_clip)
     scale = np.std(data.y_heldout.astype(np.float64), axis=0)
     scale = np.where(scale > 0, scale, 1.0)
-    scorer = EditScorer(label, data.z_edit, data.y_edit, cfg.step, scale)
+    scored = tuple(names if scored is None else scored)
+    if scored[:k] != tuple(names):
+        raise ValueError(f"run_quality: the labeller's columns {list(scored)} must start with "
+                         f"the data's attributes {list(names)}")
+    y0 = data.y_edit if len(scored) == k else np.asarray(label(data.z_edit))
+    judge_cols = {names.index(a): [scored.index(b) for b in bs]
+                  for a, bs in (judges or {}).items() if a in names and bs}
+    scorer = EditScorer(label, data.z_edit, y0, cfg.step, scale, judges=judge_cols,
+                        descriptor=(None if descriptor is None else
+                                    ([scored.index(c) for c in descriptor[0]], descriptor[1])))
     truth = None if truth is None else np.asarray(truth, np.float64)
     result = QualityResult([], [], {"pool": pool, "n_max": cfg.n_max, "names": list(names),
                                     "binary": list(binary), "timings": {}})
@@ -294,7 +349,8 @@ def run_quality(data: QualityData, label: Callable[[np.ndarray], np.ndarray],
                         "leakage_locked": _max_off_target(edits["entanglement_locked"][a], a),
                         "candidate": dg.get("candidate"),
                         "candidate_corr": dg.get("candidate_corr"),
-                        "fit_seconds": fit_s, "note": note})
+                        "fit_seconds": fit_s, "note": note,
+                        **_judge_cells(edits, a, scored), **_identity_cells(edits, a)})
                     for b, other in enumerate(names):
                         if b != a:
                             result.entanglement.append({
@@ -311,6 +367,30 @@ def run_quality(data: QualityData, label: Callable[[np.ndarray], np.ndarray],
         result.meta["timings"][method] = time.perf_counter() - t_method
     result.meta["edit_labels"] = scorer.labelled
     return result
+
+
+def _judge_cells(edits: dict, a: int, scored: Sequence[str]) -> dict:
+    """judge_<b>_success_up/_down per judge b of attribute a, and their mean over judges."""
+    judged = edits.get("judged", {}).get(a)
+    if not judged:
+        return {}
+    cells = {}
+    for b, (u, v) in judged.items():
+        cells[f"judge_{scored[b]}_success_up"] = u
+        cells[f"judge_{scored[b]}_success_down"] = v
+    up = float(np.mean([u for u, _ in judged.values()]))
+    down = float(np.mean([v for _, v in judged.values()]))
+    return {**cells, "independent_success_up": up, "independent_success_down": down,
+            "independent_success": (up + down) / 2}
+
+
+def _identity_cells(edits: dict, a: int) -> dict:
+    if "distance_per_unit" not in edits:
+        return {}
+    up, down = float(edits["identity_kept_up"][a]), float(edits["identity_kept_down"][a])
+    return {"identity_kept_up": up, "identity_kept_down": down,
+            "identity_kept": (up + down) / 2,
+            "distance_per_unit": float(edits["distance_per_unit"][a])}
 
 
 def _empty_row(method, n, r, attribute, note) -> dict:
@@ -354,9 +434,15 @@ def unsupervised_candidates(gen, cfg: QualityConfig) -> dict[str, dict]:
 def benchmark_axis_quality(gen, extractors: Sequence[Any], workdir: str | Path,
                            cfg: QualityConfig = QualityConfig(),
                            samples_dir: str | Path | None = None,
-                           log: Callable[[str], None] = logging.info) -> QualityResult:
+                           log: Callable[[str], None] = logging.info, *,
+                           judges: Sequence[Any] = (), descriptor: Any = None,
+                           groups: Sequence[Sequence[str]] | None = None) -> QualityResult:
     """The whole benchmark: draw data, fit every (method, N, repeat), score edits, and write
-    WORKDIR/axis_quality.csv, entanglement.csv, axis_quality.png, summary.md and meta.json."""
+    WORKDIR/axis_quality.csv, entanglement.csv, axis_quality.png, summary.md and meta.json.
+
+    judges: extractors that only re-score the edit faces (independent judges: the attributes
+    of each axis's group in `groups`, default `extractors.EQUIVALENT_ATTRIBUTES`);
+    descriptor: a `FaceDescriptor` for the identity columns (module doc)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     samples_dir = workdir / "samples" if samples_dir is None else samples_dir
@@ -374,14 +460,26 @@ def benchmark_axis_quality(gen, extractors: Sequence[Any], workdir: str | Path,
     opts = unsupervised_candidates(gen, cfg)
     candidates_s = time.perf_counter() - t
 
+    evaluator, judge_map = sampler, {}
+    if judges or descriptor is not None:
+        extra = list(judges) + ([descriptor.as_extractor()] if descriptor is not None else [])
+        evaluator = Sampler(gen, list(sampler.extractors) + extra, batch_size=cfg.batch_size)
+        judge_map = judges_for(data.names, evaluator.names,
+                               EQUIVALENT_ATTRIBUTES if groups is None else groups)
+    judge_names = list(dict.fromkeys(b for bs in judge_map.values() for b in bs))
+    columns = reports.csv_columns(judge_names, descriptor is not None)
+
     def save(result: QualityResult) -> None:
         loads.append(machine.load1())
-        reports.write_csv(result.rows, workdir / "axis_quality.csv")
+        reports.write_csv(result.rows, workdir / "axis_quality.csv", columns)
         reports.write_csv(result.entanglement, workdir / "entanglement.csv",
                           reports.ENTANGLEMENT_COLUMNS)
 
     t = time.perf_counter()
-    result = run_quality(data, sampler.label, cfg, opts, log=log, on_method_done=save)
+    result = run_quality(data, evaluator.label, cfg, opts, log=log, on_method_done=save,
+                         scored=evaluator.names, judges=judge_map,
+                         descriptor=(None if descriptor is None else
+                                     (descriptor.columns, descriptor.threshold)))
     evaluate_s = time.perf_counter() - t
     save(result)
     total_s = time.perf_counter() - t_start
@@ -389,6 +487,9 @@ def benchmark_axis_quality(gen, extractors: Sequence[Any], workdir: str | Path,
     exts = [e.name for e in sampler.extractors]
     result.meta.update(
         latent_dim=gen.latent_dim, generator=gen.name, extractors=exts,
+        judges=[e.name for e in judges],
+        judge_attributes={a: list(b) for a, b in judge_map.items()},
+        descriptor=None if descriptor is None else descriptor.name,
         title=f"{gen.name} × {', '.join(exts)}",
         setup=(f"Methods {', '.join(cfg.methods)}; N = "
                f"{', '.join(f'{n:,}' for n in cfg.sample_counts)}"
@@ -399,7 +500,12 @@ def benchmark_axis_quality(gen, extractors: Sequence[Any], workdir: str | Path,
                f"{cfg.heldout_samples:,} held-out, {cfg.edit_faces} edit faces; λ = {cfg.step:g}; "
                f"OLS targets clip binary logits to ±{cfg.logit_clip:g}; sefa/ganspace: "
                f"{cfg.num_directions} candidates (GANSpace PCA on {cfg.ganspace_samples:,} "
-               f"unlabelled latents)."),
+               f"unlabelled latents)."
+               + (" Independent judges: " + "; ".join(f"{a} by {', '.join(b)}" for a, b in
+                                                       judge_map.items()) + "."
+                  if judge_map else "")
+               + (f" Identity: {descriptor.name} descriptor, same person below "
+                  f"{descriptor.threshold:g}." if descriptor is not None else "")),
         timing=(f"Wall time {total_s / 60:.1f} min: sampling {sampling_s:.0f} s "
                 f"({n_labelled / max(sampling_s, 1e-9):.0f} labelled samples/s), unsupervised "
                 f"candidates {candidates_s:.0f} s, fits + edits {evaluate_s:.0f} s ("

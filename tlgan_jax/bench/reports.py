@@ -25,6 +25,9 @@ CSV_COLUMNS = ("method", "n", "repeat", "attribute", "split_half_cosine", "refer
                "truth_cosine", "heldout_auc", "heldout_r2", "edit_success", "edit_success_up",
                "edit_success_down", "leakage", "leakage_locked", "candidate", "candidate_corr",
                "fit_seconds", "note")
+JUDGE_COLUMNS = ("independent_success", "independent_success_up", "independent_success_down")
+IDENTITY_COLUMNS = ("identity_kept", "identity_kept_up", "identity_kept_down",
+                    "distance_per_unit")
 ENTANGLEMENT_COLUMNS = ("method", "n", "repeat", "attribute", "other", "free", "locked")
 PLOT_PANELS = (("split_half_cosine", "split-half cosine"),
                ("reference_cosine", "cosine to reference axis"),
@@ -32,6 +35,19 @@ PLOT_PANELS = (("split_half_cosine", "split-half cosine"),
                ("edit_success", "edit success (±λ)"),
                ("leakage", "off-target leakage, free"),
                ("leakage_locked", "off-target leakage, others locked"))
+
+
+def csv_columns(judges: Sequence[str] = (), identity: bool = False) -> tuple[str, ...]:
+    """axis_quality.csv's columns: CSV_COLUMNS, then with independent judges (attribute names
+    of the judging nets) judge_<b>_success_up/_down per judge and JUDGE_COLUMNS, then with a
+    face descriptor IDENTITY_COLUMNS."""
+    cols = list(CSV_COLUMNS)
+    if judges:
+        cols += [f"judge_{b}_success_{s}" for b in judges for s in ("up", "down")]
+        cols += list(JUDGE_COLUMNS)
+    if identity:
+        cols += list(IDENTITY_COLUMNS)
+    return tuple(cols)
 
 
 def fmt(v, spec: str = ".3f") -> str:
@@ -152,14 +168,29 @@ def plot_quality(rows: Sequence[Mapping], path: str | Path, *, latent_dim: int |
     attributes = list(dict.fromkeys(r["attribute"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     colours = {m: f"C{i}" for i, m in enumerate(methods)}
-    stats = {metric: aggregate(rows, metric) for metric, _ in PLOT_PANELS}
+    panels = list(PLOT_PANELS)
+    if any(r.get("independent_success") is not None for r in rows):
+        panels.append(("judges", "edit success: own judge (solid) vs independent (dashed)"))
+    if any(r.get("identity_kept") is not None for r in rows):
+        panels.append(("identity_kept", "identity kept (±λ)"))
+    stats = {metric: aggregate(rows, metric) for metric, _ in panels if metric != "judges"}
+    if len(panels) > len(PLOT_PANELS):
+        stats["judges"] = aggregate(rows, "edit_success")
+        stats["independent_success"] = aggregate(rows, "independent_success")
     r2_curves = aggregate(rows, "heldout_r2")
-    fig, axs = plt.subplots(len(attributes), len(PLOT_PANELS),
-                            figsize=(3.3 * len(PLOT_PANELS), 2.8 * len(attributes) + 0.6),
+    fig, axs = plt.subplots(len(attributes), len(panels),
+                            figsize=(3.3 * len(panels), 2.8 * len(attributes) + 0.6),
                             squeeze=False)
     for i, attr in enumerate(attributes):
-        for j, (metric, label) in enumerate(PLOT_PANELS):
+        for j, (metric, label) in enumerate(panels):
             ax = axs[i, j]
+            if metric == "judges":          # the independent judges' curves, dashed
+                for m in methods:
+                    n, mean, _, _ = stats["independent_success"].get((m, attr), ((),) * 4)
+                    ok = np.isfinite(np.asarray(mean, np.float64))
+                    if ok.any():
+                        ax.plot(np.asarray(n)[ok], np.asarray(mean)[ok], "s--", ms=3,
+                                color=colours[m], label=f"{m}, independent")
             for m in methods:
                 if (m, attr) not in stats[metric]:
                     continue
@@ -253,23 +284,37 @@ def summary_markdown(rows: Sequence[Mapping], meta: Mapping[str, Any]) -> str:
             lines.append(f"| {attr} | {m} | {_n_str(first_n_reaching(n, mean, 0.95, interp))} | "
                          f"{_n_str(first_n_reaching(n, mean, 0.99, interp))} | "
                          f"{fmt(mean[-1])} ± {fmt(std[-1])} (N = {int(n[-1]):,}) |")
+    judged = any(r.get("independent_success") is not None for r in rows)
+    ident = any(r.get("identity_kept") is not None for r in rows)
+    extra = (["independent_success"] if judged else []) + (
+        ["identity_kept", "distance_per_unit"] if ident else [])
     lines += ["", "## At the largest N of each method (mean ± std over repeats)", "",
               ("edit success: fraction of fresh faces whose attribute moves the intended way "
-               "after ±λ (mean of both signs); leakage: largest |change of another attribute| "
+               "after ±λ (mean of both signs), by the net that defined the axis (own judge)"
+               + (" and by the same attribute scored by an unrelated net (independent judge, "
+                  "mean over judges)" if judged else "")
+               + "; leakage: largest |change of another attribute| "
                "per unit change of this one (both in standard deviations), free / others "
-               "locked."),
+               "locked."
+               + (" Identity kept: share of faces whose face descriptor stays within the "
+                  "same-person threshold after ±λ; distance / unit: mean descriptor distance "
+                  "per latent unit of edit." if ident else "")),
               "", ("| attribute | method | N | cos to reference | held-out AUC / R² | "
-                   "edit success | leakage free | leakage locked | best candidate (|corr|) |"),
-              "|---|---|---|---|---|---|---|---|---|"]
+                   "edit success, own judge | "
+                   + ("edit success, independent judge | " if judged else "")
+                   + ("identity kept | distance / unit | " if ident else "")
+                   + "leakage free | leakage locked | best candidate (|corr|) |"),
+              "|---|---|---|---|---|---|" + "---|" * len(extra) + "---|---|---|"]
     stats = {m: aggregate(rows, m) for m in ("reference_cosine", "heldout", "edit_success",
-                                             "leakage", "leakage_locked", "candidate_corr")}
+                                             "leakage", "leakage_locked", "candidate_corr",
+                                             *extra)}
     for attr in attributes:
         for m in methods:
             if (m, attr) not in stats["reference_cosine"]:
                 continue
             n = stats["reference_cosine"][(m, attr)][0]
             cells = []
-            for metric in ("reference_cosine", "heldout", "edit_success", "leakage",
+            for metric in ("reference_cosine", "heldout", "edit_success", *extra, "leakage",
                            "leakage_locked"):
                 _, mean, std, _ = stats[metric][(m, attr)]
                 cells.append(f"{fmt(mean[-1])} ± {fmt(std[-1])}")

@@ -259,10 +259,18 @@ def create_app(editor: Editor, allowed_hosts=()) -> FastAPI:
         z: list[float]
         seed: int
 
+    class Identity(BaseModel):
+        descriptor: str
+        distance: float = Field(description="face-descriptor distance, edited vs unedited face")
+        threshold: float = Field(description="same person below this distance")
+        kept: bool
+
     class RenderResponse(BaseModel):
         image: str = Field(description="data:image/png;base64,… of G(z')")
         scores: dict[str, float] = Field(description="every extractor score of the image")
         z_edited: list[float]
+        identity: Optional[Identity] = Field(
+            None, description="the edit's identity figure (null: the editor has no descriptor)")
         ms: float = Field(description="server time for this render, milliseconds")
 
     class EditResponse(BaseModel):
@@ -315,6 +323,9 @@ def create_app(editor: Editor, allowed_hosts=()) -> FastAPI:
                             "binary": bool(editor.binary.get(a, False)),
                             "score_meaning": editor.score_meaning.get(a, "")} for a in names],
             "scores": list(editor.score_names),
+            "identity": (None if editor.descriptor is None else
+                         {"descriptor": editor.descriptor.name,
+                          "threshold": float(editor.descriptor.threshold)}),
             "limits": {"max_amount": lim.max_amount, "max_latent": lim.max_latent,
                        "max_upload_bytes": lim.max_upload_bytes,
                        "max_photo_pixels": lim.max_photo_pixels},
@@ -334,7 +345,7 @@ def create_app(editor: Editor, allowed_hosts=()) -> FastAPI:
         r = editor.render(state.z, state.amounts, state.lock, state.photo)
         response.headers["Server-Timing"] = f"render;dur={r['ms']:.2f}"
         return {"image": _b64png(r["png"]), "scores": r["scores"], "z_edited": r["z_edited"],
-                "ms": r["ms"]}
+                "identity": r["identity"], "ms": r["ms"]}
 
     @app.post("/api/render.png", response_class=Response, responses={
         200: {"content": {"image/png": {}}, "description": "the edited face"}, **errors})

@@ -10,6 +10,9 @@ D is computed inside the jitted function from a lock mask m ∈ {0,1}^k
 state names an uploaded photo. Locked attributes keep the amount they had (their sliders are
 frozen in the page); the others move orthogonally to the locked axes, so to first order the
 locked attributes' linear scores do not change.
+Identity (with a face `descriptor`): the same jitted render also draws the unedited face
+G_θ(c(z)) (one batch of two) and returns the descriptor distance
+    δ = ||D(G_θ(z')) − D(G_θ(c(z)))||,   identity kept ⇔ δ < the descriptor's threshold.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from PIL import Image
 
 from tlgan_jax.axes import Axes, locked_directions
 from tlgan_jax.discover import default_axes  # noqa: F401  (the editor's axes when none are given)
-from tlgan_jax.extractors import Extractor, stack_scores
+from tlgan_jax.extractors import Extractor, FaceDescriptor, descriptor_distance, stack_scores
 from tlgan_jax.generators import Generator, to_uint8
 from tlgan_jax.invert import InversionConfig, Inverter, PhotoError, frame_face, load_photo
 from tlgan_jax.invert.photos import check_photo_header
@@ -77,9 +80,10 @@ class Editor:
     def __init__(self, gen: Generator, extractors: Sequence[Extractor], axes: Axes, *,
                  invert_config: InversionConfig = InversionConfig(steps=150, restarts=2,
                                                                    refine_steps=100),
-                 limits: Limits = Limits()):
+                 limits: Limits = Limits(), descriptor: FaceDescriptor | None = None):
         axes.check_generator(gen)
         self.gen, self.axes, self.limits = gen, axes, limits
+        self.descriptor = descriptor
         self.extractors = tuple(extractors)
         self.attributes = tuple(axes.names)
         self.score_names = tuple(a for e in self.extractors for a in e.attributes)
@@ -115,12 +119,21 @@ class Editor:
                                                      precision=jax.lax.Precision.HIGHEST)
         return z2, ok
 
-    def _render_fn(self, gen_params, ext_params, directions, z, mask, t):
+    def _render_fn(self, gen_params, ext_params, desc_params, directions, z, mask, t):
+        """(uint8 image, scores, z', lock ok, identity distance δ (NaN without a descriptor))."""
         z2, ok = self._edit_fn(directions, z, mask, t)
-        images = self.gen.apply(gen_params, z2)
+        if self.descriptor is None:
+            images = self.gen.apply(gen_params, z2)
+            distance = jnp.full((1,), jnp.nan, jnp.float32)
+        else:                          # edited and unedited face in one batch
+            both = self.gen.apply(gen_params, jnp.concatenate(
+                [z2, self.gen.canonical_latents(z)]))
+            images = both[:1]
+            d = self.descriptor.descriptor_array(desc_params, both)
+            distance = descriptor_distance(d[:1], d[1:])
         scores = (stack_scores(self.extractors, ext_params, images) if self.extractors
                   else jnp.zeros((1, 0), jnp.float32))
-        return to_uint8(images), scores, z2, ok
+        return to_uint8(images), scores, z2, ok, distance
 
     @functools.cached_property
     def _render(self):
@@ -185,23 +198,33 @@ class Editor:
 
     # -- requests -----------------------------------------------------------------------------
     def _run(self, z, amounts: dict, lock: Sequence[str], photo: str | None):
-        """(uint8 image [R, R, 3], scores [m], edited z [d]) of one state."""
+        """(uint8 image [R, R, 3], scores [m], edited z [d], identity distance δ) of a state."""
         zz, mask, t = self._state(z, amounts, lock)
-        img, scores, z2, ok = self._render(self._params(photo), self._ext_params,
-                                           self.axes.directions, zz, mask, t)
+        desc_params = self.descriptor.params if self.descriptor is not None else None
+        img, scores, z2, ok, dist = self._render(self._params(photo), self._ext_params,
+                                                 desc_params, self.axes.directions, zz, mask, t)
         self._check_lock(ok, mask)
-        return np.asarray(img)[0], np.asarray(scores)[0], np.asarray(z2)[0]
+        return (np.asarray(img)[0], np.asarray(scores)[0], np.asarray(z2)[0],
+                float(np.asarray(dist)[0]))
+
+    def _identity(self, distance: float) -> dict | None:
+        """{descriptor, distance, threshold, kept} of the current edit, or None."""
+        if self.descriptor is None:
+            return None
+        thr = float(self.descriptor.threshold)
+        return {"descriptor": self.descriptor.name, "distance": distance, "threshold": thr,
+                "kept": bool(distance < thr)}
 
     def render(self, z, amounts: dict, lock: Sequence[str], photo: str | None = None) -> dict:
-        """{png: bytes, scores: {attr: float}, z_edited: [d] list, ms: server time}; the time
-        goes into the latency statistics."""
+        """{png: bytes, scores: {attr: float}, z_edited: [d] list, identity: `_identity` (None
+        without a descriptor), ms: server time}; the time goes into the latency statistics."""
         t0 = time.perf_counter()
-        img, scores, z2 = self._run(z, amounts, lock, photo)
+        img, scores, z2, dist = self._run(z, amounts, lock, photo)
         png = png_bytes(img)
         ms = (time.perf_counter() - t0) * 1e3
         self.render_ms.append(ms)
         return {"png": png, "scores": dict(zip(self.score_names, map(float, scores))),
-                "z_edited": z2.tolist(), "ms": ms}
+                "z_edited": z2.tolist(), "identity": self._identity(dist), "ms": ms}
 
     def edit(self, z, amounts: dict, lock: Sequence[str]) -> list[float]:
         zz, mask, t = self._state(z, amounts, lock)

@@ -7,7 +7,7 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   face: $("face"), status: $("status"), rows: $("attributes"), undo: $("undo"),
   latency: $("latency"), photoPanel: $("photo-panel"), target: $("target"),
-  quality: $("quality"), caption: $("face-caption"),
+  quality: $("quality"), caption: $("face-caption"), identity: $("identity"),
 };
 
 let info = null;
@@ -94,6 +94,7 @@ async function doRender() {
     lastRender = r;
     ui.face.src = r.image;
     showScores(r.scores);
+    showIdentity(r.identity);
     const rtt = performance.now() - t0;
     ui.latency.textContent = `last render: ${rtt.toFixed(0)} ms round trip, ` +
       `${r.ms.toFixed(1)} ms on the server`;
@@ -106,6 +107,17 @@ async function doRender() {
     if (pending) { pending = false; scheduleRender(); }
     document.body.dataset.idle = String(!inflight);
   }
+}
+
+// "identity: kept (distance 0.31 < 0.6)": the edit's face-descriptor distance (null: the
+// editor has no descriptor, the line stays hidden)
+function showIdentity(id) {
+  ui.identity.hidden = !id;
+  if (!id) return;
+  const d = id.distance.toFixed(2), t = String(id.threshold);
+  ui.identity.textContent = id.kept ? `identity: kept (distance ${d} < ${t})`
+                                    : `identity: changed (distance ${d} ≥ ${t})`;
+  ui.identity.className = id.kept ? "small" : "small warn";
 }
 
 function showScores(scores) {
