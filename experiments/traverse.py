@@ -3,54 +3,29 @@ r"""Render traversal grids from an axes file: faces (rows) moved along each axis
   python experiments/traverse.py --axes=runs/discover/axes.npz --out=runs/traverse
   python experiments/traverse.py --axes=... --latents=faces.npy --attributes=male --lock=age
 
-Faces come from --latents (a .npy [N, d]) or are drawn with --seed. Writes one PNG per attribute.
+Faces come from --latents (a .npy [N, d]) or are drawn with --seed. Writes one PNG per
+attribute. Defaults: configs/traverse.py.
 """
-from pathlib import Path
-
 import jax
 import numpy as np
-from absl import app, flags
 
+from tlgan_jax import cli
 from tlgan_jax.axes import Axes
-from tlgan_jax.editing import edit_directions, render_traversal
-from tlgan_jax.plots import image_grid, save_png
-from tlgan_jax.generators import load_generator
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("axes", None, "Path of an axes.npz written by discover_axes.py.", required=True)
-flags.DEFINE_string("generator", None,
-                    "Generator to render with (default: the one named in the axes file).")
-flags.DEFINE_string("out", "runs/traverse", "Output directory for the PNG grids.")
-flags.DEFINE_list("attributes", [], "Attributes to traverse (default: all in the axes file).")
-flags.DEFINE_list("lock", [], "Attributes to keep fixed (TL-GAN lock: axes made orthogonal).")
-flags.DEFINE_string("latents", None, "A .npy file of latents [N, d] (default: draw --faces).")
-flags.DEFINE_integer("faces", 6, "Number of faces drawn with --seed when --latents is not given.")
-flags.DEFINE_integer("seed", 0, "Seed for drawing faces.")
-flags.DEFINE_list("steps", ["-3", "-2", "-1", "0", "1", "2", "3"], "Steps along each axis.")
-flags.DEFINE_integer("cell", 0, "Pixel size of each cell (0: the image size, at least 96).")
+from tlgan_jax.discover import write_traversals
 
 
-def main(argv):
-    del argv
-    axes = Axes.load(FLAGS.axes)
-    gen = load_generator(FLAGS.generator or axes.metadata["generator"])
-    axes.check_latent_dim(gen.latent_dim, gen.name)
-    if FLAGS.latents:
-        z = np.load(FLAGS.latents, allow_pickle=False)
+def main(cfg):
+    axes = Axes.load(cfg.axes)
+    gen, _ = cli.load_models(cfg.generator or axes.metadata["generator"])
+    cli.check_latents(axes, gen, "generator" if cfg.generator else "axes")
+    if cfg.latents:
+        z = cli.load_latents(cfg.latents, gen, "latents")
     else:
-        z = np.asarray(gen.sample_latents(jax.random.key(FLAGS.seed), FLAGS.faces))
-    steps = [float(s) for s in FLAGS.steps]
-    names = FLAGS.attributes or list(axes.names)
-    for name in names:
-        lock = [n for n in FLAGS.lock if n != name]
-        direction = np.asarray(edit_directions(axes, [name], lock))[:, 0]
-        imgs = render_traversal(gen, z, direction, steps)
-        title = f"{name}" + (f" (locked: {', '.join(lock)})" if lock else "")
-        grid = image_grid(imgs, [f"face {i}" for i in range(len(z))],
-                          [f"{s:+g}" for s in steps], title=title, cell=FLAGS.cell or None)
-        path = save_png(grid, Path(FLAGS.out) / f"traversal_{name}.png")
+        z = np.asarray(gen.sample_latents(jax.random.key(cfg.seed), cfg.faces))
+    for path in write_traversals(gen, axes, z, cfg.out, cfg.steps, cfg.attributes or None,
+                                 cfg.lock, cell=cfg.cell or None):
         print(path)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, cli.repo_config(__file__), doc=__doc__)

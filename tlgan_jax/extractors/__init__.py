@@ -23,8 +23,8 @@ from tlgan_jax.extractors.core import (Extractor, as_extractor, check_images, cu
 
 from tlgan_jax.weights import pinned
 
-__all__ = ["EMBEDDED_EXTRACTORS", "Extractor", "as_extractor", "check_images", "custom_extractor",
-           "load_extractor", "resize_antialiased", "stack_scores", "to_grey"]
+__all__ = ["EMBEDDED_EXTRACTORS", "Extractor", "as_extractor", "check_images", "check_name",
+           "custom_extractor", "load_extractor", "resize_antialiased", "stack_scores", "to_grey"]
 
 EMBEDDED_EXTRACTORS = ("gender", "age", "emotion")
 
@@ -91,14 +91,33 @@ def _emotion() -> Extractor:
         info={"score": "log-probability of each emotion (natural log)"})
 
 
-def load_extractor(name: str) -> Extractor:
-    """An `Extractor` by name (see the module docstring)."""
-    builders = {"gender": _gender, "age": _age, "emotion": _emotion}
-    if name in builders:
-        return builders[name]()
+_BUILDERS = {"gender": _gender, "age": _age, "emotion": _emotion}
+
+
+def check_name(name: str) -> None:
+    """Raise ValueError for an unknown extractor name and FileNotFoundError for a CelebA-40
+    checkpoint directory that holds none; loads nothing. A function of yours is not a name:
+    wrap it with `custom_extractor(fn, names)` and pass the result where extractors go."""
+    if callable(name):
+        raise ValueError("load_extractor takes a name; pass your own function through "
+                         "tl.custom_extractor(fn, names, binary=...) instead")
+    if not isinstance(name, str):
+        raise ValueError(f"an extractor name is a string, got {type(name).__name__}")
+    if name in _BUILDERS or name == "celeba40-random":
+        return
     if name.startswith("celeba40:"):
-        return celeba40.load_celeba40(name[len("celeba40:"):])
+        celeba40.checkpoint_directory(name[len("celeba40:"):])   # FileNotFoundError if none
+        return
+    raise ValueError(f"unknown extractor {name!r}: use one of {', '.join(sorted(_BUILDERS))}, "
+                     f"celeba40:CHECKPOINT_DIR or celeba40-random")
+
+
+def load_extractor(name: str) -> Extractor:
+    """An `Extractor` by name (see the module docstring); your own function goes through
+    `custom_extractor`, not here."""
+    check_name(name)
+    if name in _BUILDERS:
+        return _BUILDERS[name]()
     if name == "celeba40-random":
         return celeba40.random_celeba40(jax.random.key(0))
-    raise ValueError(f"unknown extractor {name!r}: use one of {sorted(builders)}, "
-                     f"'celeba40:CHECKPOINT_DIR' or 'celeba40-random'")
+    return celeba40.load_celeba40(name[len("celeba40:"):])

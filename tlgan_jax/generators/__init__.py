@@ -9,6 +9,9 @@ parameters of the pinned weights are cached with orbax (`weights.pinned.cached_p
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 
@@ -17,7 +20,8 @@ from tlgan_jax.generators.core import LATENT_PRIORS, Generator, to_uint8
 from tlgan_jax.weights import pinned
 from tlgan_jax.weights.pggan_pickle import load_pggan_pickle
 
-__all__ = ["EMBEDDED_GENERATOR", "LATENT_PRIORS", "Generator", "load_generator", "to_uint8"]
+__all__ = ["EMBEDDED_GENERATOR", "LATENT_PRIORS", "PGGAN_PICKLE_HELP", "Generator", "check_name",
+           "load_generator", "to_uint8"]
 
 EMBEDDED_GENERATOR = "digiface64"
 
@@ -36,6 +40,34 @@ def _pggan_kwargs(fast: bool) -> dict:
     return {"dtype": jnp.bfloat16 if fast else jnp.float32, "conv0": "subpixel"}
 
 
+# Where NVIDIA's official pg-GAN pickle comes from (README: "Using your own GAN / pg-GAN pickle").
+PGGAN_PICKLE_HELP = (
+    "NVIDIA's official CelebA-HQ generator is karras2018iclr-celebahq-1024x1024.pkl from the "
+    "progressive_growing_of_gans release (github.com/tkarras/progressive_growing_of_gans, "
+    "Google Drive folder networks/tensorflow-version; CC BY-NC 4.0): download it and pass "
+    "pggan:/path/to/karras2018iclr-celebahq-1024x1024.pkl")
+
+
+def check_name(name: str) -> None:
+    """Raise ValueError for an unknown generator name and FileNotFoundError for a pickle that
+    is not a readable file; loads nothing (flags are checked with it before any work)."""
+    if not isinstance(name, str):
+        raise ValueError(f"a generator name is a string, got {type(name).__name__}")
+    if name in ("digiface64", "pggan1024"):
+        return
+    if name.startswith("pggan:"):
+        path = Path(name[len("pggan:"):]).expanduser()
+        if not name[len("pggan:"):]:
+            raise ValueError(f"'pggan:' needs the pickle's path after the colon; "
+                             f"{PGGAN_PICKLE_HELP}")
+        if not path.is_file() or not os.access(path, os.R_OK):
+            why = "no such file" if not path.exists() else "not a readable file"
+            raise FileNotFoundError(f"pg-GAN pickle {path}: {why}. {PGGAN_PICKLE_HELP}")
+        return
+    raise ValueError(f"unknown generator {name!r}: use 'digiface64', 'pggan:PATH.pkl' or "
+                     f"'pggan1024'")
+
+
 def _pggan_pickle(path: str, fast: bool) -> Generator:
     params, config = pggan.from_network(load_pggan_pickle(path))
     return pggan.as_generator(params, config, name=f"pggan:{path}", **_pggan_kwargs(fast))
@@ -49,11 +81,9 @@ def _pggan1024(fast: bool, seed: int = 0) -> Generator:
 
 def load_generator(name: str = EMBEDDED_GENERATOR, *, fast: bool = False) -> Generator:
     """A `Generator` by name (see the module docstring). fast: bf16 fast path where offered."""
+    check_name(name)
     if name == "digiface64":
         return _digiface64()
     if name.startswith("pggan:"):
         return _pggan_pickle(name[len("pggan:"):], fast)
-    if name == "pggan1024":
-        return _pggan1024(fast)
-    raise ValueError(f"unknown generator {name!r}: use 'digiface64', 'pggan:PATH.pkl' or "
-                     f"'pggan1024'")
+    return _pggan1024(fast)

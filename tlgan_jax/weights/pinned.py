@@ -190,7 +190,7 @@ def cached_params(key: str, convert: Callable[[], Any]) -> Any:
     import orbax.checkpoint as ocp  # imported lazily: it is slow to import
 
     target = cache_dir() / "params" / key
-    with _quiet_orbax():
+    with quiet_orbax():
         ckptr = ocp.PyTreeCheckpointer()
         if not target.exists():
             with _locked(target):
@@ -219,12 +219,13 @@ def device_arrays(tree: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _quiet_orbax():
-    """Silence orbax's per-call INFO logs and its sharding warning (we restore numpy on host)."""
+def quiet_orbax():
+    """Silence orbax's per-call INFO logs and its warnings (the sharding one: we restore numpy
+    on the host; a read-only checkpoint manager's: we only read); errors still show."""
     import warnings
     from absl import logging as absl_logging
     level = absl_logging.get_verbosity()
-    absl_logging.set_verbosity(absl_logging.WARNING)
+    absl_logging.set_verbosity(absl_logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sharding info not provided")
