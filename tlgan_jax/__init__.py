@@ -1,10 +1,12 @@
 """tlgan_jax: TL-GAN in JAX — attribute axes in a pretrained GAN's latent space.
 
-    import tlgan_jax as tl
+    import jax, tlgan_jax as tl
     gen = tl.load_generator("digiface64")               # embedded default (DCGAN, 64×64)
     exts = [tl.load_extractor(n) for n in ("gender", "age")]
     samples = tl.sample(gen, exts, num=16384, seed=0)    # (z, y); images never stored
-    axes = tl.fit_axes(samples.z, samples.y, method="ols", names=samples.names)
+    y, binary = tl.method_targets("ols", samples.y, samples.binary)   # logits clipped to ±3
+    axes = tl.fit_axes(samples.z, y, method="ols", names=samples.names, binary=binary,
+                       key=jax.random.key(1))
     z2 = tl.edit_latents(gen, samples.z[:4], axes, {"male": 2.0}, lock=["age"])
     images = gen(z2)
 
@@ -15,7 +17,7 @@ editing (move z, judge edits), invert (photos -> z); discover runs them end to e
 from tlgan_jax.axes import Axes, load_axes
 from tlgan_jax.editing import edit_latents, render_traversal, traversal_latents
 from tlgan_jax.extractors import Extractor, custom_extractor, load_extractor
-from tlgan_jax.fit import fit_axes
+from tlgan_jax.fit import fit_axes, method_targets
 from tlgan_jax.generators import Generator, load_generator, to_uint8
 from tlgan_jax.invert import InversionConfig, frame_face, invert, invert_photo
 from tlgan_jax.sampling import Sampler, sample
@@ -24,4 +26,4 @@ from tlgan_jax.store import Samples, load_samples
 __all__ = ["Axes", "Extractor", "Generator", "InversionConfig", "Sampler", "Samples",
            "custom_extractor", "edit_latents", "fit_axes", "frame_face", "invert",
            "invert_photo", "load_axes", "load_extractor", "load_generator", "load_samples",
-           "render_traversal", "sample", "to_uint8", "traversal_latents"]
+           "method_targets", "render_traversal", "sample", "to_uint8", "traversal_latents"]
