@@ -229,3 +229,21 @@ def test_as_a_user_runs_it(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr == "discover_axes.py: --eval_step=nan: must be a finite number\n"
     assert not list(tmp_path.iterdir())          # nothing was written
+
+
+def test_every_phase_of_the_main_job_reports_progress_with_a_rate(tmp_path, capsys):
+    """No long silence: labelling, fitting, edit evaluation and traversals each print a line
+    (the ones that take a while with their rate)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from toy import toy_extractor, toy_generator
+    from tlgan_jax.discover import DiscoverConfig, discover_axes
+    discover_axes(toy_generator(), [toy_extractor()], tmp_path,
+                  DiscoverConfig(num_samples=512, shard_size=256, eval_faces=8,
+                                 traversal_faces=2))
+    err = capsys.readouterr().err
+    for phase in ("labelling", "evaluating edits", "rendering traversals"):
+        lines = [part for part in err.replace("\r", "\n").splitlines() if phase in part]
+        assert lines and "/s" in lines[-1], phase
+    assert "fitting 2 axes (ols) on 512 samples" in err and "fitted in" in err
+    n_faces = 8 * (1 + 4 * 2)                    # y0, then ±λ free and ±λ locked per axis
+    assert f"evaluating edits  {n_faces}/{n_faces} faces" in err
