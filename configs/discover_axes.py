@@ -11,6 +11,12 @@ _D = DiscoverConfig()
 class Config:
     generator: str = cli.generator_flag()
     extractors: tuple[str, ...] = cli.extractors_flag()
+    judges: tuple[str, ...] = cli.flag(("auto",), "Extractors that only judge the edits "
+                                       "(independent of the axes' nets): auto = every embedded "
+                                       "family that defined no axis (Cydral/FER <-> face-api), "
+                                       "none, or names as for --extractors.", nonempty=True)
+    identity: str = cli.flag("faceapi", "Face descriptor for the identity-kept figures "
+                             "(faceapi), or none.", choices=("faceapi", "none"))
     workdir: str = cli.flag("runs/discover", "Output directory (created; rerun the same command "
                             "to resume a killed run).", nonempty=True)
     num_samples: int = cli.flag(_D.num_samples, "Number of labelled samples (z, y) to draw.",
@@ -37,6 +43,12 @@ class Config:
     def validate(self):
         cli.check_generator(self.generator)
         cli.check_extractors(self.extractors)
+        if set(self.judges) & {"auto", "none"}:
+            if len(self.judges) > 1:
+                raise cli.ConfigError("judges", "auto and none stand alone; or list extractor "
+                                      "names", self.judges)
+        else:
+            cli.check_extractors(self.judges, "judges")
         cli.check_output_dir(self.workdir, "workdir")
         if self.eval_faces < self.traversal_faces:
             raise cli.ConfigError("traversal_faces", f"at most --eval_faces={self.eval_faces} "

@@ -3,14 +3,15 @@ import dataclasses
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from tlgan_jax.axes import Axes
 from tlgan_jax.discover import DiscoverConfig, discover_axes
 from tlgan_jax.editing import edit_directions, edit_latents, render_traversal, traversal_latents
-from tlgan_jax.editing import edit_report, orthogonal_to_others
-from tlgan_jax.extractors import custom_extractor
+from tlgan_jax.editing import edit_report, judges_for, orthogonal_to_others
+from tlgan_jax.extractors import FaceDescriptor, custom_extractor
 from tlgan_jax.fit import fit_axes
 from tlgan_jax.generators import Generator
 from tlgan_jax.sampling import Sampler
@@ -152,3 +153,54 @@ def test_locks_ignore_dependent_axes_that_take_no_part():
     assert np.all(np.isnan(others[:, [1, 3]]))
     with pytest.raises(ValueError, match="'b' lies in the span of the other axes"):
         orthogonal_to_others(axes, ["b"])
+
+
+def _judged_setup():
+    gen = toy_generator()
+    own = custom_extractor(lambda im: {"a": im.mean(axis=(1, 2, 3))}, ("a",), name="own")
+    # an independent net that scores the same concept backwards: it must disagree
+    judge = custom_extractor(lambda im: {"a_judge": -im.mean(axis=(1, 2, 3))}, ("a_judge",),
+                             name="judge")
+    desc = FaceDescriptor(name="toydesc", dim=3, threshold=0.05, input_shape=(3, 8, 8),
+                          params=None, raw_apply=lambda p, x: x.mean(axis=(2, 3)),
+                          preprocess=lambda im: jnp.transpose(im, (0, 3, 1, 2)))
+    return gen, own, judge, desc
+
+
+def test_edit_report_per_judge_and_identity_figures_match_a_direct_rescore():
+    gen, own, judge, desc = _judged_setup()
+    s = Sampler(gen, [own], batch_size=256).run(seed=0, num=2048, progress=False)
+    axes = fit_axes(s.z, s.y, names=s.names, key=jax.random.key(0))
+    z = np.asarray(gen.sample_latents(jax.random.key(3), 128))
+    n = np.asarray(axes["a"])
+    d0, dp, dm = (np.asarray(desc(gen(z + t * n))) for t in (0.0, 1.0, -1.0))
+    dist_p, dist_m = np.linalg.norm(dp - d0, axis=1), np.linalg.norm(dm - d0, axis=1)
+    thr = float(np.median(dist_p))                   # a threshold that splits these faces
+    desc = dataclasses.replace(desc, threshold=thr)
+    ev = Sampler(gen, [own, judge, desc.as_extractor()], batch_size=256)
+    rep = edit_report(ev.label, ev.names, z, axes, step=1.0,
+                      judges=judges_for(axes.names, ev.names, [("a", "a_judge")]),
+                      descriptor=(desc.columns, desc.threshold))
+    assert rep.scored == ("a", "a_judge")            # descriptor columns are not attributes
+    assert rep.success_up[0] == 1.0                  # own judge
+    assert rep.judged == {"a": {"a_judge": (0.0, 0.0)}}   # the backwards judge disagrees
+    assert 0.3 < np.mean(dist_p < thr) < 0.7
+    np.testing.assert_allclose(rep.identity_kept_up, [np.mean(dist_p < thr)], atol=0.02)
+    np.testing.assert_allclose(rep.identity_kept_down, [np.mean(dist_m < thr)], atol=0.02)
+    np.testing.assert_allclose(rep.identity_distance, [np.mean(dist_p + dist_m) / 2], rtol=1e-4)
+    d = rep.as_dict()
+    assert d["judges"]["a"]["a_judge"]["success_up"] == 0.0 and d["identity"]["threshold"] == thr
+
+
+def test_discover_summary_shows_own_and_independent_judges_and_identity(tmp_path):
+    gen, own, judge, desc = _judged_setup()
+    cfg = DiscoverConfig(num_samples=1024, shard_size=1024, eval_faces=64, traversal_faces=2,
+                         progress=False)
+    _, summary = discover_axes(gen, [own], tmp_path, cfg, judges=[judge], descriptor=desc,
+                               groups=[("a", "a_judge")])
+    assert summary["judges"] == ["judge"] and summary["descriptor"] == "toydesc"
+    assert summary["edits"]["judges"]["a"]["a_judge"]["success_up"] == 0.0
+    assert "a_judge" not in summary["diagnostics"]    # judges define no axis
+    md = (tmp_path / "summary.md").read_text()
+    assert "own judge +λ / −λ" in md and "independent judge +λ / −λ" in md
+    assert "a_judge: 0.0% / 0.0%" in md and "identity kept" in md

@@ -96,9 +96,10 @@ def generator_flag(default: str = _generators.EMBEDDED_GENERATOR) -> Any:
 def extractors_flag(default: Sequence[str] = _extractors.EMBEDDED_EXTRACTORS, *,
                     nonempty: bool = True) -> Any:
     """The --extractors field every job shares."""
-    return flag(tuple(default), "Extractors, comma-separated: gender, age, emotion (embedded), "
-                "celeba40:CHECKPOINT_DIR (trained by experiments/train_celeba_extractor.py), "
-                "celeba40-random (random weights, benchmarks).", nonempty=nonempty)
+    return flag(tuple(default), "Extractors, comma-separated: gender, age, emotion, "
+                "fa_age_gender, fa_expression (embedded), celeba40:CHECKPOINT_DIR (trained by "
+                "experiments/train_celeba_extractor.py), celeba40-random (random weights, "
+                "benchmarks).", nonempty=nonempty)
 
 
 def _show(value: Any) -> str:
@@ -267,9 +268,10 @@ def load_latents(path: str, gen, field: str = "latents"):
                           f"(np.save)", path) from None
 
 
-def load_models(generator: str | None, extractors: Sequence[str] = (), *, fast: bool = False):
+def load_models(generator: str | None, extractors: Sequence[str] = (), *, fast: bool = False,
+                field: str = "extractors"):
     """(generator or None, [extractors]) by name; a file that cannot be read is a ConfigError
-    naming --generator or --extractors."""
+    naming --generator or --`field` (the extractors' flag)."""
     gen = None
     if generator:
         try:
@@ -281,7 +283,7 @@ def load_models(generator: str | None, extractors: Sequence[str] = (), *, fast: 
         try:
             exts.append(_extractors.load_extractor(name))
         except (ValueError, OSError) as e:
-            raise ConfigError("extractors", f"{name}: {e}", tuple(extractors)) from e
+            raise ConfigError(field, f"{name}: {e}", tuple(extractors)) from e
     return gen, exts
 
 

@@ -5,6 +5,11 @@ WORKDIR/
   axes.npz            the fitted axes with metadata and diagnostics
   traversal_<attr>.png   faces (rows) moved along each axis (columns)
   summary.md, summary.json   diagnostics and edit figures per attribute
+
+Edits are scored by the net that defined each axis ("own judge") and, when `judges` are given,
+by the same attribute as scored by an unrelated net (`extractors.EQUIVALENT_ATTRIBUTES`), plus, with a
+face `descriptor`, the share of faces that keep their identity. Judges and the descriptor run
+only on the evaluation faces, never on the samples the axes are fitted on.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import jax
 import numpy as np
 
 from tlgan_jax.axes import Axes, jsonable
-from tlgan_jax.editing import edit_directions, edit_report, render_traversal
+from tlgan_jax.editing import edit_directions, edit_report, judges_for, render_traversal
 from tlgan_jax.fit import fit_axes, method_targets
 from tlgan_jax.generators import Generator
 from tlgan_jax.plots import image_grid, save_png
@@ -43,8 +48,14 @@ class DiscoverConfig:
 
 
 def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path,
-                  cfg: DiscoverConfig = DiscoverConfig()) -> tuple[Axes, dict]:
-    """Sample, label, fit one axis per attribute, evaluate edits, and write WORKDIR files."""
+                  cfg: DiscoverConfig = DiscoverConfig(), *, judges: Sequence[Any] = (),
+                  descriptor: Any = None,
+                  groups: Sequence[Sequence[str]] | None = None) -> tuple[Axes, dict]:
+    """Sample, label, fit one axis per attribute, evaluate edits, and write WORKDIR files.
+
+    judges: extra extractors that only re-score the edits (independent judges);
+    descriptor: a `FaceDescriptor` for the identity figures; groups: which attributes are the
+    same concept across nets (default `extractors.EQUIVALENT_ATTRIBUTES`)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     timings = {}
@@ -71,14 +82,21 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     t = time.perf_counter()
     key = jax.random.fold_in(jax.random.key(cfg.seed), 1_000_003)  # disjoint from sample shards
     z_eval = np.asarray(gen.canonical_latents(gen.sample_latents(key, cfg.eval_faces)))
-    k = len(axes.names)
-    with Progress(cfg.eval_faces * (1 + 4 * k), "evaluating edits", unit="faces",
+    if judges or descriptor is not None:
+        extra = list(judges) + ([descriptor.as_extractor()] if descriptor is not None else [])
+        evaluator = Sampler(gen, list(sampler.extractors) + extra, batch_size=cfg.batch_size)
+    else:
+        evaluator = sampler
+    if groups is None:
+        from tlgan_jax.extractors import EQUIVALENT_ATTRIBUTES as groups
+    with Progress(cfg.eval_faces * (1 + 4 * len(axes.names)), "evaluating edits", unit="faces",
                   enabled=cfg.progress) as bar:
-        label = _counting(sampler.label, bar, 4 * sampler.batch_size)
-        y0 = label(z_eval)
-        free = edit_report(label, sampler.names, z_eval, axes, step=cfg.eval_step, y0=y0)
-        locked = edit_report(label, sampler.names, z_eval, axes, step=cfg.eval_step, y0=y0,
-                             lock_others=True)
+        label = _counting(evaluator.label, bar, 4 * evaluator.batch_size)
+        kw = dict(step=cfg.eval_step, y0=label(z_eval),
+                  judges=judges_for(axes.names, evaluator.names, groups),
+                  descriptor=(descriptor.columns, descriptor.threshold) if descriptor else None)
+        free = edit_report(label, evaluator.names, z_eval, axes, **kw)
+        locked = edit_report(label, evaluator.names, z_eval, axes, lock_others=True, **kw)
     timings["evaluation_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -87,6 +105,8 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     timings["traversals_s"] = time.perf_counter() - t
 
     summary = {"generator": gen.name, "extractors": [e.name for e in sampler.extractors],
+               "judges": [e.name for e in judges],
+               "descriptor": descriptor.name if descriptor is not None else None,
                "method": cfg.method, "num_samples": cfg.num_samples, "seed": cfg.seed,
                "diagnostics": axes.diagnostics, "edits": free.as_dict(),
                "edits_locked": locked.as_dict(), "timings": timings,
@@ -94,6 +114,27 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     (workdir / "summary.json").write_text(json.dumps(jsonable(summary), indent=1, allow_nan=False))
     (workdir / "summary.md").write_text(summary_markdown(summary))
     return axes, summary
+
+
+def judges_to_load(spec: Sequence[str], extractor_names: Sequence[str]) -> tuple[str, ...]:
+    """Extractor names for discover_axes.py's --judges: "none" -> none, "auto" -> every
+    embedded family that defined no axis (`extractors.default_judges`), else the names given."""
+    from tlgan_jax.extractors import default_judges
+    spec = tuple(spec)
+    if spec == ("none",):
+        return ()
+    return default_judges(extractor_names) if spec == ("auto",) else spec
+
+
+def relevant_judges(judges: Sequence[Any], extractors: Sequence[Any],
+                    spec: Sequence[str]) -> list:
+    """With --judges=auto, only the judges that score the concept of some attribute of the
+    `extractors` (`extractors.EQUIVALENT_ATTRIBUTES`); judges named explicitly are all kept."""
+    from tlgan_jax.extractors import EQUIVALENT_ATTRIBUTES
+    if tuple(spec) != ("auto",):
+        return list(judges)
+    names = [a for e in extractors for a in e.attributes]
+    return [j for j in judges if judges_for(names, j.attributes, EQUIVALENT_ATTRIBUTES)]
 
 
 def write_traversals(gen: Generator, axes: Axes, z, out_dir: str | Path,
@@ -144,23 +185,42 @@ def _safe(name: str) -> str:
 
 
 def summary_markdown(s: dict) -> str:
-    """A table per attribute: held-out quality, split-half cosine, edit success, and the
+    """A table per attribute: held-out quality, split-half cosine, edit success by the net
+    that defined the axis ("own judge") and by independent judges, identity kept, and the
     largest off-target change before and after locking the other axes."""
+    e, locked = s["edits"], s["edits_locked"]
+    ident = e.get("identity")
     lines = [f"# Axes: {s['generator']} × {', '.join(s['extractors'])} ({s['method']}, "
              f"{s['num_samples']} samples, seed {s['seed']})", "",
              f"Sampling {s['samples_per_second']:.0f} labelled samples/s; fit "
-             f"{s['timings']['fit_s']:.2f} s. Edits: ±{s['edits']['step']:g} latent units on "
-             f"fresh faces.", "",
-             "| attribute | held-out | split-half cos | edit +λ raises | edit −λ lowers | "
-             "largest off-target (free) | same, others locked |",
-             "|---|---|---|---|---|---|---|"]
+             f"{s['timings']['fit_s']:.2f} s. Edits: ±{e['step']:g} latent units on "
+             f"fresh faces; success = share of faces whose score moves the intended way.", ""]
+    if s.get("judges"):
+        lines += [f"Independent judges: {', '.join(s['judges'])} (attributes of the same name "
+                  f"scored by an unrelated net; they took no part in defining the axes).", ""]
+    if ident:
+        lines += [f"Identity: share of faces whose {s['descriptor']} descriptor stays within "
+                  f"{ident['threshold']:g} (same person) after +λ / −λ, and the mean descriptor "
+                  f"distance per latent unit of edit.", ""]
+    head = ["attribute", "held-out", "split-half cos", "own judge +λ / −λ",
+            "independent judge +λ / −λ"]
+    head += ["identity kept +λ / −λ", "distance / unit"] if ident else []
+    head += ["largest off-target (free)", "same, others locked"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for a, d in s["diagnostics"].items():
         metric = (f"AUC {d['auc']:.3f}" if d.get("auc") is not None else
                   f"R² {d['r2']:.3f}" if d.get("r2") is not None else "-")
+        judged = e.get("judges", {}).get(a, {})
         row = [a, metric, f"{d.get('split_half_cosine', float('nan')):.3f}",
-               f"{s['edits']['success_up'][a]:.1%}", f"{s['edits']['success_down'][a]:.1%}",
-               _largest_off_target(s["edits"]["entanglement"][a], a),
-               _largest_off_target(s["edits_locked"]["entanglement"][a], a)]
+               f"{e['success_up'][a]:.1%} / {e['success_down'][a]:.1%}",
+               "; ".join(f"{b}: {v['success_up']:.1%} / {v['success_down']:.1%}"
+                         for b, v in judged.items()) or "-"]
+        if ident:
+            row += [f"{ident['kept_up'][a]:.1%} / {ident['kept_down'][a]:.1%}",
+                    f"{ident['distance_per_unit'][a]:.3f}"]
+        same = {a, *judged}                 # the judges score the same concept: not off-target
+        row += [_largest_off_target(e["entanglement"][a], same),
+                _largest_off_target(locked["entanglement"][a], same)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines + ["", SUMMARY_LEGEND]) + "\n"
 
@@ -175,15 +235,19 @@ Columns:
   the extractor suits these faces.
 - **split-half cos**: cosine between the axes fitted on two disjoint halves of the training
   samples: 1 is stable; below ~0.95, more samples help.
-- **edit +λ raises / −λ lowers**: the share of fresh faces whose score rises (falls) when
-  moved λ latent units along the axis (λ above).
+- **own judge +λ / −λ**: the share of fresh faces whose score (by the net that defined the
+  axis) rises when moved λ latent units along the axis / falls when moved −λ (λ above).
+- **independent judge +λ / −λ**: the same, scored by an unrelated net's attribute of the same
+  concept (it took no part in fitting); "-" when no judge scores this attribute.
+- **identity kept +λ / −λ**, **distance / unit** (with a face descriptor): the share of faces
+  that stay the same person after the edit, and the mean descriptor distance per latent unit.
 - **largest off-target**: the other attribute that moves most, as its change per unit of
   this attribute's own change; *free* moves along the axis, *others locked* along the axis
   made orthogonal to every other one (TL-GAN's lock)."""
 
 
-def _largest_off_target(row: dict, a: str) -> str:
-    others = {b: v for b, v in row.items() if b != a}
+def _largest_off_target(row: dict, same: set) -> str:
+    others = {b: v for b, v in row.items() if b not in same}
     if not others:
         return "-"
     b = max(others, key=lambda k: abs(others[k]))

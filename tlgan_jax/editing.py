@@ -19,6 +19,13 @@ E is the entanglement matrix: the change of attribute b per unit of intended cha
 (E[a, a] = 1), each score measured in units s (1 by default; the axis-quality benchmark uses
 standard deviations). With the lock, n_a is first made orthogonal to every other axis
 (TL-GAN's lock), which should shrink the off-diagonal entries.
+
+Independent judges: an axis defined by one net's score is also judged by the same attribute
+as another, unrelated net scores it (e.g. `male` by face-api's `fa_male`): success_up/down of
+the axis measured on the judge's column. Identity: with face descriptors D among the scored
+columns (`FaceDescriptor.as_extractor`), for each edit
+  kept_up   = mean_i [ ||D(z_i + λ n_a) − D(z_i)|| < threshold ]    (kept_down likewise)
+  distance_per_unit = mean_i (||D(z_i + λ n_a) − D(z_i)|| + ||D(z_i − λ n_a) − D(z_i)||) / (2λ).
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tlgan_jax.axes import DEGENERATE_TOL, Axes
+from tlgan_jax.extractors import descriptor_distance
 from tlgan_jax.generators import Generator
 
 
@@ -92,13 +100,28 @@ class EditReport:
     success_down: np.ndarray          # [len(names)]
     entanglement: np.ndarray          # [len(names), len(scored)]
     locked: bool
+    # axis -> {judge attribute: (success_up, success_down)} on the judge's score
+    judged: dict = dataclasses.field(default_factory=dict)
+    identity_kept_up: np.ndarray | None = None      # [len(names)] (module doc)
+    identity_kept_down: np.ndarray | None = None
+    identity_distance: np.ndarray | None = None     # [len(names)] distance per unit of edit
+    identity_threshold: float | None = None
 
     def as_dict(self) -> dict:
-        return {"step": self.step, "locked": self.locked,
-                "success_up": dict(zip(self.names, map(float, self.success_up))),
-                "success_down": dict(zip(self.names, map(float, self.success_down))),
-                "entanglement": {a: dict(zip(self.scored, map(float, row)))
-                                 for a, row in zip(self.names, self.entanglement)}}
+        d = {"step": self.step, "locked": self.locked,
+             "success_up": dict(zip(self.names, map(float, self.success_up))),
+             "success_down": dict(zip(self.names, map(float, self.success_down))),
+             "entanglement": {a: dict(zip(self.scored, map(float, row)))
+                              for a, row in zip(self.names, self.entanglement)},
+             "judges": {a: {b: {"success_up": float(u), "success_down": float(v)}
+                            for b, (u, v) in j.items()} for a, j in self.judged.items()}}
+        if self.identity_distance is not None:
+            d["identity"] = {
+                "threshold": self.identity_threshold,
+                "kept_up": dict(zip(self.names, map(float, self.identity_kept_up))),
+                "kept_down": dict(zip(self.names, map(float, self.identity_kept_down))),
+                "distance_per_unit": dict(zip(self.names, map(float, self.identity_distance)))}
+        return d
 
 
 def orthogonal_to_others(axes: Axes, names: Sequence[str] | None = None,
@@ -155,13 +178,33 @@ def edit_effects(y0: np.ndarray, y_plus: np.ndarray, y_minus: np.ndarray, cols: 
     return up, down, ent
 
 
+def judges_for(names: Sequence[str], scored: Sequence[str],
+               groups: Sequence[Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    """For each axis in `names`: the other attributes of its group (same concept scored by
+    another net) that are among `scored`. groups: e.g. (("male", "fa_male"), ("age", "fa_age"))."""
+    out = {}
+    for a in names:
+        for g in groups:
+            if a in g:
+                judges = tuple(b for b in g if b != a and b in scored)
+                if judges:
+                    out[a] = judges
+    return out
+
+
 def edit_report(label: Label, scored: Sequence[str], z: np.ndarray, axes: Axes,
                 names: Sequence[str] | None = None, step: float = 3.0,
-                lock_others: bool = False, y0: np.ndarray | None = None) -> EditReport:
-    """Edit success and entanglement of `axes` (see module doc).
+                lock_others: bool = False, y0: np.ndarray | None = None,
+                judges: Mapping[str, Sequence[str]] | None = None,
+                descriptor: tuple[Sequence[str], float] | None = None) -> EditReport:
+    """Edit success and entanglement of `axes`, per independent judge, and identity (see
+    module doc).
 
     label: canonical latents [N, d] -> scores [N, len(scored)] (e.g. `Sampler.label`);
-    z: canonical latents of the faces to edit.
+    z: canonical latents of the faces to edit;
+    judges: axis -> attributes (columns of `scored`) that also judge it (`judges_for`);
+    descriptor: (the descriptor's columns in `scored`, same-person threshold); those columns
+    are used for identity only, not reported as attributes.
     """
     names = tuple(names or axes.names)
     scored = tuple(scored)
@@ -170,5 +213,25 @@ def edit_report(label: Label, scored: Sequence[str], z: np.ndarray, axes: Axes,
     dirs = orthogonal_to_others(axes, names) if lock_others else np.asarray(
         edit_directions(axes, names))
     y_plus, y_minus = scores_after_edits(label, z, dirs.T, step)
-    up, down, ent = edit_effects(y0, y_plus, y_minus, [scored.index(a) for a in names])
-    return EditReport(names, scored, float(step), up, down, ent, bool(lock_others))
+    dcols = [scored.index(c) for c in descriptor[0]] if descriptor else []
+    acols = [i for i in range(len(scored)) if i not in set(dcols)]
+    attrs = tuple(scored[i] for i in acols)
+    y0a, ypa, yma = np.asarray(y0)[:, acols], y_plus[..., acols], y_minus[..., acols]
+    up, down, ent = edit_effects(y0a, ypa, yma, [attrs.index(a) for a in names])
+    judged = {}
+    for j, a in enumerate(names):
+        for b in (judges or {}).get(a, ()):
+            u, v, _ = edit_effects(y0a, ypa[j:j + 1], yma[j:j + 1], [attrs.index(b)])
+            judged.setdefault(a, {})[b] = (float(u[0]), float(v[0]))
+    report = EditReport(names, attrs, float(step), up, down, ent, bool(lock_others), judged)
+    if not descriptor:
+        return report
+    d0 = np.asarray(y0)[None, :, dcols]
+    dist_up = np.asarray(descriptor_distance(y_plus[..., dcols], d0))       # [k, N]
+    dist_down = np.asarray(descriptor_distance(y_minus[..., dcols], d0))
+    thr = float(descriptor[1])
+    return dataclasses.replace(
+        report, identity_kept_up=np.mean(dist_up < thr, axis=1),
+        identity_kept_down=np.mean(dist_down < thr, axis=1),
+        identity_distance=np.mean(dist_up + dist_down, axis=1) / (2 * float(step)),
+        identity_threshold=thr)

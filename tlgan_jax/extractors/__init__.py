@@ -3,6 +3,12 @@
   gender              Cydral gender net, 32×32: `male` = logit of p(male)    [embedded]
   age                 Cydral age net, 64×64: `age` = expected age in years    [embedded]
   emotion             FER mini-Xception, 64×64 grey: log-probabilities of 7 emotions [embedded]
+  fa_age_gender       face-api age/gender net, 112×112: `fa_male` = logit of p(male),
+                      `fa_age` = age in years                                   [npm, embedded]
+  fa_expression       face-api expression net, 112×112: `fa_neutral`, `fa_happy`, ... =
+                      log-probabilities of 7 expressions                       [npm, embedded]
+Face descriptors (`load_face_descriptor`; identity, not an attribute):
+  faceapi             face-api face-recognition net, 150×150 -> 128-d; same person < 0.6
   celeba40:DIR        a CelebA-40 extractor trained with experiments/train_celeba_extractor.py
   celeba40-random     the same architecture with random weights (benchmarks)
 
@@ -17,16 +23,29 @@ import jax
 import jax.numpy as jnp
 
 from tlgan_jax.extractors import celeba40, cydral
+from tlgan_jax.extractors import faceapi as fa
 from tlgan_jax.extractors import fer as mx
-from tlgan_jax.extractors.core import (Extractor, as_extractor, check_images, custom_extractor,
+from tlgan_jax.extractors.core import (Extractor, FaceDescriptor, as_extractor, check_images,
+                                       custom_extractor, descriptor_distance, identity_kept,
                                        resize_antialiased, stack_scores, to_grey)
 
 from tlgan_jax.weights import pinned
 
-__all__ = ["EMBEDDED_EXTRACTORS", "Extractor", "as_extractor", "check_images", "check_name",
-           "custom_extractor", "load_extractor", "resize_antialiased", "stack_scores", "to_grey"]
+__all__ = ["EMBEDDED_EXTRACTORS", "EQUIVALENT_ATTRIBUTES", "EXTRACTOR_FAMILIES", "Extractor",
+           "FaceDescriptor", "as_extractor", "check_images", "check_name", "custom_extractor",
+           "default_judges", "descriptor_distance", "identity_kept", "load_extractor",
+           "load_face_descriptor", "resize_antialiased", "stack_scores", "to_grey"]
 
 EMBEDDED_EXTRACTORS = ("gender", "age", "emotion")
+# The embedded extractor families: nets of one family never judge each other's axes.
+EXTRACTOR_FAMILIES = {"cydral_fer": ("gender", "age", "emotion"),
+                      "faceapi": ("fa_age_gender", "fa_expression")}
+# Attributes that are the same concept scored by different nets (independent judges);
+# `Male` is the CelebA-40 extractor's logit.
+EQUIVALENT_ATTRIBUTES = (
+    ("male", "fa_male", "Male"), ("age", "fa_age"), ("happy", "fa_happy"), ("sad", "fa_sad"),
+    ("angry", "fa_angry"), ("fear", "fa_fearful"), ("disgust", "fa_disgusted"),
+    ("surprise", "fa_surprised"), ("neutral", "fa_neutral"))
 
 
 
@@ -91,7 +110,73 @@ def _emotion() -> Extractor:
         info={"score": "log-probability of each emotion (natural log)"})
 
 
-_BUILDERS = {"gender": _gender, "age": _age, "emotion": _emotion}
+FACEAPI_PACKAGE = "@vladmandic/face-api"
+_FACEAPI_FILES = {"age_gender": "age_gender_model", "expression": "face_expression_model",
+                  "recognition": "face_recognition_model"}
+
+
+def _faceapi_params(net: str):
+    model = f"package/model/{_FACEAPI_FILES[net]}"
+    pinned.asset_path(FACEAPI_PACKAGE, model + ".bin")
+    manifest = pinned.asset_path(FACEAPI_PACKAGE, model + "-weights_manifest.json")
+    return pinned.cached_params(f"faceapi-{net}-{pinned.CONVERSION_VERSION}",
+                                lambda: fa.convert(manifest, net))
+
+
+def _faceapi_preprocess(size: int):
+    """[-1, 1] generator images -> face-api's input: 0..255 RGB, centred zero-pad to a square,
+    tfjs bilinear resize (no anti-aliasing, as face-api), (x - mean) / 255, NCHW."""
+    return lambda images: fa.preprocess(_to_bytes_range(images), size)
+
+
+def _fa_age_gender() -> Extractor:
+    return Extractor(
+        name="fa_age_gender", attributes=("fa_male", "fa_age"),
+        input_shape=(3, fa.AGE_GENDER_SIZE, fa.AGE_GENDER_SIZE),
+        params=_faceapi_params("age_gender"), raw_apply=fa.apply_age_gender,
+        preprocess=_faceapi_preprocess(fa.AGE_GENDER_SIZE),
+        scores=lambda o: jnp.concatenate([_log(o[:, 1:2]) - _log(o[:, 2:3]), o[:, 0:1]], 1),
+        binary=(True, False),
+        info={"score": "fa_male = log p(male) - log p(female); fa_age = age in years",
+              "raw": "[N, 3]: age, p(male), p(female)",
+              "source": "@vladmandic/face-api@1.7.15 age_gender_model (tfjs)"})
+
+
+def _fa_expression() -> Extractor:
+    return Extractor(
+        name="fa_expression", attributes=tuple(f"fa_{e}" for e in fa.EXPRESSION_LABELS),
+        input_shape=(3, fa.EXPRESSION_SIZE, fa.EXPRESSION_SIZE),
+        params=_faceapi_params("expression"), raw_apply=fa.apply_expression,
+        preprocess=_faceapi_preprocess(fa.EXPRESSION_SIZE), scores=_log,
+        binary=(False,) * len(fa.EXPRESSION_LABELS),
+        info={"score": "log-probability of each expression (natural log)",
+              "source": "@vladmandic/face-api@1.7.15 face_expression_model (tfjs)"})
+
+
+def load_face_descriptor(name: str = "faceapi") -> FaceDescriptor:
+    """A `FaceDescriptor` by name: 'faceapi' (face-api's face-recognition net, 128-d)."""
+    if name != "faceapi":
+        raise ValueError(f"unknown face descriptor {name!r}: use 'faceapi'")
+    return FaceDescriptor(
+        name="faceapi", dim=fa.DESCRIPTOR_DIM, threshold=fa.SAME_PERSON_DISTANCE,
+        input_shape=(3, fa.RECOGNITION_SIZE, fa.RECOGNITION_SIZE),
+        params=_faceapi_params("recognition"), raw_apply=fa.face_descriptor,
+        preprocess=_faceapi_preprocess(fa.RECOGNITION_SIZE),
+        info={"source": "@vladmandic/face-api@1.7.15 face_recognition_model (tfjs)",
+              "threshold": "same person when the Euclidean distance is below 0.6"})
+
+
+def default_judges(extractor_names) -> tuple[str, ...]:
+    """Every embedded extractor of a family that defined none of the axes (an extractor
+    outside the families, e.g. celeba40 or a custom one, leaves both families as judges)."""
+    used = {f for f, members in EXTRACTOR_FAMILIES.items()
+            if set(members) & set(extractor_names)}
+    return tuple(e for f, members in EXTRACTOR_FAMILIES.items() if f not in used
+                 for e in members)
+
+
+_BUILDERS = {"gender": _gender, "age": _age, "emotion": _emotion,
+             "fa_age_gender": _fa_age_gender, "fa_expression": _fa_expression}
 
 
 def check_name(name: str) -> None:

@@ -7,6 +7,11 @@ An `Extractor` has
       native input: anti-aliased resize, grey where needed, the original normalisation;
   scores(outputs) -> [N, k]: one float32 score per attribute (see each extractor's doc).
 `ext(images)` = scores(raw_apply(params, preprocess(images))) as {attribute: [N]}.
+
+A `FaceDescriptor` is the same wrapper for a face-recognition net: `desc(images)` -> [N, D]
+embeddings in which two faces are of the same person when their Euclidean distance is below
+`threshold` (`descriptor_distance`, `identity_kept`). It scores no attribute; it measures
+whether an edit keeps the person.
 """
 from __future__ import annotations
 
@@ -60,6 +65,69 @@ class Extractor:
             raise ValueError(f"{self.name}: raw input must be preprocessed float32 of shape "
                              f"[N, {', '.join(map(str, expected))}], got shape {shape}")
         return self._jitted_raw(self.params, jnp.asarray(x, jnp.float32))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FaceDescriptor:
+    name: str
+    dim: int                                   # descriptor length D
+    threshold: float                           # same person: distance < threshold
+    input_shape: tuple[int, int, int]          # native (C, H, W)
+    params: Any
+    raw_apply: Callable[[Any, jax.Array], jax.Array]
+    preprocess: Callable[[jax.Array], jax.Array]
+    info: dict = dataclasses.field(default_factory=dict)
+
+    def descriptor_array(self, params, images: jax.Array) -> jax.Array:
+        """Pure: generator images (NHWC, [-1, 1]) -> [N, D] descriptors."""
+        return self.raw_apply(params, self.preprocess(images))
+
+    @functools.cached_property
+    def _jitted(self):
+        return jax.jit(self.descriptor_array)
+
+    @functools.cached_property
+    def _jitted_raw(self):
+        return jax.jit(self.raw_apply)
+
+    def __call__(self, images) -> jax.Array:
+        return self._jitted(self.params, check_images(images, self.name))
+
+    def raw(self, x) -> jax.Array:
+        """The network on its native, preprocessed NCHW input."""
+        shape = getattr(x, "shape", None)
+        if shape is None or len(shape) != 4 or tuple(shape[1:]) != self.input_shape:
+            raise ValueError(f"{self.name}: raw input must be preprocessed float32 of shape "
+                             f"[N, {', '.join(map(str, self.input_shape))}], got shape {shape}")
+        return self._jitted_raw(self.params, jnp.asarray(x, jnp.float32))
+
+    def same_person(self, a, b) -> jax.Array:
+        """identity_kept(a, b, self.threshold)."""
+        return identity_kept(a, b, self.threshold)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Names of the descriptor's D components when labelled like attributes."""
+        return tuple(f"{self.name}_d{i:03d}" for i in range(self.dim))
+
+    def as_extractor(self) -> Extractor:
+        """The descriptor as an `Extractor` of D continuous 'scores' (`columns`), so sampling
+        and edit evaluation compute it in the same jitted labelling call as the attributes."""
+        return Extractor(name=self.name, attributes=self.columns, input_shape=self.input_shape,
+                         params=self.params, raw_apply=self.raw_apply, preprocess=self.preprocess,
+                         scores=lambda d: d, binary=(False,) * self.dim,
+                         info=dict(self.info, descriptor=True, threshold=self.threshold))
+
+
+def descriptor_distance(a, b) -> jax.Array:
+    """Euclidean distance between face descriptors, row by row: ||a_i - b_i||_2 (broadcasts)."""
+    a, b = jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)
+    return jnp.sqrt(jnp.sum(jnp.square(a - b), axis=-1))
+
+
+def identity_kept(a, b, threshold: float) -> jax.Array:
+    """True where descriptors a_i and b_i are of the same person: distance < threshold."""
+    return descriptor_distance(a, b) < threshold
 
 
 def check_images(images, what: str) -> jax.Array:

@@ -58,14 +58,18 @@ class KerasBatchNorm(nn.Module):
         return (x - mean) * (gamma * jax.lax.rsqrt(var + self.epsilon)) + beta
 
 
-def shifted_taps3x3(x, k, oh: int, ow: int):
-    """y[h, w, :] = sum_ij x[h+i, w+j, :] * k[i, j, 0, :] over the 3x3 taps ('valid' on x),
-    as nine broadcast multiply-adds (x: NHWC with C = 1 or C = k's last dim)."""
-    y = x[:, 0:oh, 0:ow, :] * k[0, 0, 0]
+def shifted_taps3x3(x, k, oh: int, ow: int, stride: int = 1):
+    """y[h, w, :] = sum_ij x[s*h+i, s*w+j, :] * k[i, j, 0, :] over the 3x3 taps ('valid' on x,
+    stride s), as nine broadcast multiply-adds (x: NHWC with C = 1 or C = k's last dim)."""
+    s = stride
+
+    def tap(i, j):
+        return x[:, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s, :] * k[i, j, 0]
+    y = tap(0, 0)
     for i in range(3):
         for j in range(3):
             if i or j:
-                y = y + x[:, i:i + oh, j:j + ow, :] * k[i, j, 0]
+                y = y + tap(i, j)
     return y
 
 

