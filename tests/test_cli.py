@@ -247,3 +247,29 @@ def test_every_phase_of_the_main_job_reports_progress_with_a_rate(tmp_path, caps
     assert "fitting 2 axes (ols) on 512 samples" in err and "fitted in" in err
     n_faces = 8 * (1 + 4 * 2)                    # y0, then ±λ free and ±λ locked per axis
     assert f"evaluating edits  {n_faces}/{n_faces} faces" in err
+
+
+def _user_errors():
+    from tlgan_jax.bench.throughput import PeerError
+    from tlgan_jax.invert.photos import PhotoError
+    from tlgan_jax.store import ShardStoreError
+    return [ShardStoreError("runs/x holds samples of another run (differs in num: 1 there vs 2 "
+                            "now); use another directory or delete it. Nothing was overwritten."),
+            PhotoError("me.jpg: not an image PIL can read"),
+            PeerError("the peer (python peer.py) failed with exit status 1: No module named "
+                      "torch"),
+            ModuleNotFoundError("reading CelebA needs tensorflow-datasets, the 'celeba' extra")]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_library_user_errors_during_the_job_are_one_line_exit_2(index, capsys):
+    """A mistake found only once the job runs (a workdir of another run, an unreadable photo,
+    a failing peer, a missing extra) is reported like a bad flag."""
+    exc = _user_errors()[index]
+
+    def job(cfg):
+        raise exc
+    with pytest.raises(SystemExit) as e:
+        cli.run(job, _Tiny, argv=["tiny"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err == f"tiny: {exc}\n"
