@@ -4,6 +4,7 @@ refine_steps defaults to 100 (per-photo generator tuning, as the editor): the RE
 reconstruction figure needs it; --refine_steps=0 inverts z only."""
 import dataclasses
 import importlib.util
+import math
 
 from tlgan_jax import cli
 from tlgan_jax.invert import InversionConfig
@@ -56,8 +57,8 @@ class Config:
             try:
                 value = float(amount)
             except ValueError:
-                value = float("nan")
-            if not sep or not name or not value == value or abs(value) == float("inf"):
+                value = math.nan
+            if not sep or not name or not math.isfinite(value):
                 raise cli.ConfigError("edits", f"{entry!r} is not ATTRIBUTE:AMOUNT with a finite "
                                       f"amount, e.g. male:3", self.edits)
             out.append((name, value))

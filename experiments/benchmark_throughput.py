@@ -14,6 +14,8 @@ generator + onnxruntime gender and age) runs in the same invocation on the same 
 alternating with ours round by round (--peer_rounds), and the JSON records each round and the
 median ratio. Defaults: configs/benchmark_throughput.py.
 """
+import functools
+
 import numpy as np
 
 from tlgan_jax import cli
@@ -23,7 +25,7 @@ from tlgan_jax.bench import throughput
 def main(cfg):
     models = {d: cli.load_models(cfg.generator, cfg.extractors, fast=d == "bfloat16")
               for d in cfg.dtype}
-    log = lambda message: print(message, flush=True)  # noqa: E731
+    log = functools.partial(print, flush=True)
     report, best = throughput.sweep(models, cfg.batch, cfg.num, cfg.repeats,
                                     cfg.agreement_samples, log=log)
     if cfg.peer_python:

@@ -109,7 +109,7 @@ def _cases(tmp: Path, axes: Path, text: Path):
 def test_bad_flags_are_one_line_exit_2_before_any_model_loads(tmp_path, axes_file, text_file,
                                                               capsys, no_models):
     for script, args, expected in _cases(tmp_path, axes_file, text_file):
-        code, out, err, called = run_cli(capsys, script, *args)
+        code, _, err, called = run_cli(capsys, script, *args)
         line = err.strip()
         assert (code, called, no_models) == (2, [], []), (script, args, err)
         assert "\n" not in line and "Traceback" not in err, (script, args, err)

@@ -38,10 +38,9 @@ import traceback
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
-from absl import flags
-from absl import logging
+from absl import flags, logging
 
 from tlgan_jax import extractors as _extractors
 from tlgan_jax import generators as _generators

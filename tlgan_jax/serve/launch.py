@@ -14,9 +14,9 @@ import errno
 import importlib.util
 import json
 import socket
+import sys
 import threading
 import time
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Sequence
@@ -25,10 +25,10 @@ import numpy as np
 
 from tlgan_jax import cli
 from tlgan_jax.axes import Axes
-from tlgan_jax.invert import InversionConfig
-from tlgan_jax.serve.editor import Editor, Limits, default_axes
 from tlgan_jax.extractors import EMBEDDED_EXTRACTORS
 from tlgan_jax.generators import EMBEDDED_GENERATOR
+from tlgan_jax.invert import InversionConfig
+from tlgan_jax.serve.editor import Editor, Limits, default_axes
 
 
 @dataclasses.dataclass(frozen=True)
