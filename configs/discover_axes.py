@@ -10,6 +10,10 @@ _D = DiscoverConfig()
 @dataclasses.dataclass(frozen=True)
 class Config:
     generator: str = cli.generator_flag()
+    latent_space: str = cli.flag(_D.latent_space, "Where the axes live: z (every generator), "
+                                 "or W / W+ (StyleGAN2: w = the mapping's output; w+ = one w "
+                                 "per style input). Stored in axes.npz.",
+                                 choices=("z", "w", "w+"))
     extractors: tuple[str, ...] = cli.extractors_flag()
     judges: tuple[str, ...] = cli.flag(("auto",), "Extractors that only judge the edits "
                                        "(independent of the axes' nets): auto = every embedded "
@@ -41,7 +45,7 @@ class Config:
     progress: bool = cli.flag(_D.progress, "Show progress lines with rates.")
 
     def validate(self):
-        cli.check_generator(self.generator)
+        cli.check_generator(self.generator, latent_space=self.latent_space)
         cli.check_extractors(self.extractors)
         if set(self.judges) & {"auto", "none"}:
             if len(self.judges) > 1:

@@ -3,6 +3,8 @@ r"""Discover attribute axes (TL-GAN): sample, label, fit, evaluate edits, write 
   python experiments/discover_axes.py --workdir=runs/digiface64
   python experiments/discover_axes.py --generator=pggan:karras2018iclr-celebahq-1024x1024.pkl \
       --extractors=celeba40:runs/celeba40 --num_samples=256000 --fast --workdir=runs/celebahq
+  python experiments/discover_axes.py --generator=stylegan2:stylegan2-ffhq-config-f.pkl \
+      --latent_space=w --extractors=fa_age_gender --workdir=runs/ffhq_w
 
 Writes WORKDIR/axes.npz, WORKDIR/traversal_<attribute>.png, WORKDIR/summary.{md,json} and the
 resumable (z, y) shards in WORKDIR/samples/ (rerun the same command to resume a killed run).

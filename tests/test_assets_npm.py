@@ -7,7 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import require
+from helpers import require
 
 from tlgan_jax.weights import pinned as assets
 

@@ -219,3 +219,61 @@ def test_latent_size_checks_and_bad_files(tmp_path):
         Axes.load(tmp_path / "junk.npz")
     with pytest.raises(ValueError, match="not JSON-serialisable"):
         ax.with_metadata(bad=object()).save(tmp_path / "bad.npz")
+
+
+def _lstsq_residual(v, basis):
+    """v minus its least-squares projection on the columns of `basis` (rank-deficient fine)."""
+    if basis.shape[1] == 0:
+        return v / np.linalg.norm(v)
+    r = v - basis @ np.linalg.lstsq(basis, v, rcond=1e-6)[0]     # rank to float32 noise
+    return r / np.linalg.norm(r)
+
+
+@pytest.mark.parametrize("case", ["random", "collinear", "dependent"])
+def test_the_three_lock_call_sites_agree(case):
+    """Axes.disentangle, the editor's jitted masked lock and orthogonal_to_others are one lock:
+    same directions on random axes, and the same verdict on collinear / dependent ones."""
+    import itertools
+
+    import jax
+
+    from tlgan_jax.axes import locked_directions, orthogonal_to_others
+    rng = np.random.default_rng({"random": 0, "collinear": 1, "dependent": 2}[case])
+    v = rng.normal(size=(7, 5)) + 2.0 * rng.normal(size=(7, 1))          # far from orthogonal
+    if case == "collinear":
+        v[:, 3] = -2.0 * v[:, 1]                                        # c3 ∥ c1
+    elif case == "dependent":
+        v[:, 4] = v[:, 0] + 0.5 * v[:, 2]                               # c4 ∈ span(c0, c2)
+    names = [f"a{i}" for i in range(5)]
+    axes = Axes.from_vectors(v, names)
+    d64 = np.asarray(axes.directions, np.float64)
+    jitted = jax.jit(locked_directions)
+    for m in range(6):
+        for lock in itertools.combinations(range(5), m):
+            mask = np.isin(np.arange(5), lock)
+            got, ok = jitted(axes.directions, mask)
+            ok = np.asarray(ok)
+            try:
+                want = axes.disentangle(lock=[names[i] for i in lock]).directions
+            except ValueError:
+                assert not ok.all(), lock
+                continue
+            assert ok.all(), lock
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=2e-5)
+            np.testing.assert_allclose(np.asarray(want),
+                                       tlgan_reference(d64, list(lock)), atol=2e-5)
+    # each axis against all the others: the float64 residual of a least-squares fit
+    others = orthogonal_to_others(axes, strict=False)
+    for i in range(5):
+        rest = np.delete(d64, i, axis=1)
+        in_span = np.linalg.matrix_rank(np.c_[rest, d64[:, i]], tol=1e-6) == \
+            np.linalg.matrix_rank(rest, tol=1e-6)
+        assert np.isnan(others[:, i]).all() == in_span, i
+        if not in_span:
+            np.testing.assert_allclose(others[:, i], _lstsq_residual(d64[:, i], rest), atol=1e-5)
+            lock = [n for n in names if n != names[i]]
+            try:            # where the others are independent, it is TL-GAN's lock of them all
+                np.testing.assert_allclose(
+                    others[:, i], np.asarray(axes.disentangle(lock=lock)[names[i]]), atol=2e-5)
+            except ValueError:
+                assert np.linalg.matrix_rank(rest, tol=1e-6) < rest.shape[1]

@@ -14,7 +14,8 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.datasets.celeb_a import celeb_a_dataset_builder
 
 from tlgan_jax.extractors import celeba40
-from tlgan_jax.train import celeba, celeba40 as te
+from tlgan_jax.train import celeba
+from tlgan_jax.train import celeba40 as te
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(alpha=0.25, batch_size=16, epochs=2, learning_rate=3e-3, lr_schedule="constant",
@@ -88,7 +89,8 @@ def test_mobilenet_matches_keras_layout():
     feats = jax.eval_shape(lambda: MobileNetV1(alpha=1.0).init_with_output(
         jax.random.key(0), x)[0])
     assert feats.shape == (1, 4, 4, 1024)
-    v = jax.eval_shape(lambda: celeba40.init_variables(celeba40.ModelConfig(alpha=1.0), jax.random.key(0)))
+    v = jax.eval_shape(lambda: celeba40.init_variables(celeba40.ModelConfig(alpha=1.0),
+                                                       jax.random.key(0)))
     count = lambda t: sum(int(np.prod(a.shape)) for a in jax.tree.leaves(t))
     # keras.applications.MobileNet(alpha=1, include_top=False): 3,206,976 trainable weights,
     # 21,888 BN moving statistics; TL-GAN's head adds 1024*256+256 + 256*40+40
@@ -152,6 +154,7 @@ def test_missing_celeba_gives_instructions(tmp_path):
     assert not os.path.exists(tmp_path / "work")
 
 
+@pytest.mark.slow
 def test_training_loss_falls_and_writes_checkpoints(run):
     first, second = run["first"], run["second"]
     assert first.step == 5 and first.resumed_from is None
@@ -162,15 +165,18 @@ def test_training_loss_falls_and_writes_checkpoints(run):
     losses = np.concatenate([first.losses, second.losses])
     assert len(losses) == 8 and np.all(np.isfinite(losses))
     assert losses[-4:].mean() < losses[:4].mean(), losses
-    initial = celeba40.init_variables(celeba40.ModelConfig(alpha=0.25), jax.random.key(run["config"].seed))
+    initial = celeba40.init_variables(celeba40.ModelConfig(alpha=0.25),
+                                      jax.random.key(run["config"].seed))
     before = training_set_loss(initial, run["train_data"])
     after = training_set_loss(second.variables, run["train_data"])
-    assert after < before - 0.1, (before, after)        # measured: 1.099 -> 0.903
+    # regression floor (measured on this code: 1.099 -> 0.903), not a property of the method
+    assert after < before - 0.1, (before, after)
     ckpt = os.path.join(run["workdir"], "checkpoints")
     assert os.path.exists(os.path.join(ckpt, celeba40.MODEL_CONFIG_FILE))
     assert 8 in [int(d) for d in os.listdir(ckpt) if d.isdigit()]
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(run, tmp_path):
     with mock_celeba():
         straight = te.train(run["config"], str(tmp_path / "d"), str(tmp_path / "w"))
@@ -181,6 +187,7 @@ def test_resume_equals_uninterrupted_run(run, tmp_path):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_metrics_tables(run):
     workdir = run["workdir"]
     with open(os.path.join(workdir, "metrics.csv")) as f:
@@ -197,6 +204,7 @@ def test_metrics_tables(run):
         ["4", "5", "8"]
 
 
+@pytest.mark.slow
 def test_load_celeba40_matches_trained_params(run):
     ext = celeba40.load_celeba40(run["workdir"])
     assert ext.name == "celeba40" and ext.attributes == celeba40.ATTRIBUTES
@@ -220,6 +228,7 @@ def test_load_celeba40_matches_trained_params(run):
         celeba40.load_celeba40(os.path.dirname(run["workdir"]) + "/nothing")
 
 
+@pytest.mark.slow
 def test_init_checkpoint_and_config_mismatch(run, tmp_path):
     source = celeba.SyntheticCelebA(48, seed=7)
     train_data = celeba.load_arrays(source, range(32), num_threads=1)
@@ -243,6 +252,7 @@ def test_init_checkpoint_and_config_mismatch(run, tmp_path):
                            val_data, str(tmp_path / "w3"))
 
 
+@pytest.mark.slow
 def test_tiny_checkpoint_helper_and_random_extractor(tmp_path):
     r = te.tiny_checkpoint(str(tmp_path / "tiny"), epochs=1)
     assert r.step == 4
@@ -255,6 +265,7 @@ def test_tiny_checkpoint_helper_and_random_extractor(tmp_path):
     assert all(bool(jnp.all(jnp.abs(v) <= 3.0)) for v in out.values())
 
 
+@pytest.mark.slow
 def test_script_help_documents_every_flag():
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, os.path.join(REPO, "experiments",

@@ -9,9 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import PARITY_TOL, pinned_file, rel_error as _rel
 from tlgan_jax.extractors import cydral
 from tlgan_jax.weights.onnx import OnnxFormatError, read_onnx
+
+from helpers import PARITY_TOL, pinned_file
+from helpers import rel_error as _rel
 
 GOLDEN = Path(__file__).parent / "golden"
 TOL = PARITY_TOL

@@ -9,8 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import PARITY_TOL, pinned_file, rel_error as _rel
 from tlgan_jax.generators import dcgan
+
+from helpers import PARITY_TOL, pinned_file
+from helpers import rel_error as _rel
 
 GOLDEN = Path(__file__).parent / "golden" / "dcgan.npz"
 TOL = PARITY_TOL

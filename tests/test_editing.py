@@ -7,14 +7,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tlgan_jax.axes import Axes
-from tlgan_jax.discover import DiscoverConfig, discover_axes
-from tlgan_jax.editing import edit_directions, edit_latents, render_traversal, traversal_latents
-from tlgan_jax.editing import edit_report, judges_for, orthogonal_to_others
+from tlgan_jax.axes import Axes, orthogonal_to_others
+from tlgan_jax.discover import DiscoverConfig, default_axes, discover_axes
+from tlgan_jax.editing import (
+    edit_directions,
+    edit_latents,
+    edit_report,
+    judges_for,
+    render_traversal,
+    traversal_latents,
+)
 from tlgan_jax.extractors import FaceDescriptor, custom_extractor
 from tlgan_jax.fit import fit_axes
 from tlgan_jax.generators import Generator
 from tlgan_jax.sampling import Sampler
+
 from toy import toy_extractor, toy_generator
 
 
@@ -80,7 +87,8 @@ def test_edit_report_success_and_entanglement_before_and_after_locking():
     gen = toy_generator(linear=True)
     ext = custom_extractor(
         lambda im: {"a": im.mean(axis=(1, 2, 3)),
-                    "b": im.mean(axis=(1, 2, 3)) + 0.3 * (im[..., 0] - im[..., 2]).mean(axis=(1, 2))},
+                    "b": im.mean(axis=(1, 2, 3))
+                    + 0.3 * (im[..., 0] - im[..., 2]).mean(axis=(1, 2))},
         ("a", "b"), name="entangled")
     sampler = Sampler(gen, [ext], batch_size=256)
     s = sampler.run(seed=0, num=4096, progress=False, shard_size=4096)
@@ -112,6 +120,7 @@ def test_discover_axes_end_to_end_writes_everything(tmp_path):
     loaded = Axes.load(tmp_path / "axes.npz")
     np.testing.assert_allclose(np.asarray(loaded.directions), np.asarray(axes.directions))
     assert loaded.metadata["generator"] == "toy" and loaded.metadata["num_samples"] == 2048
+    # regression floor (toy generator, from runs of this code)
     assert json.loads((tmp_path / "summary.json").read_text())["edits"]["success_up"]["bright"] > .9
     assert "| bright |" in (tmp_path / "summary.md").read_text()
     # a rerun resumes from the finished shards and gives the same axes
@@ -120,6 +129,7 @@ def test_discover_axes_end_to_end_writes_everything(tmp_path):
                                atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["logistic", "svm"])
 def test_discover_axes_fits_continuous_attributes_with_every_method(tmp_path, method):
     # `bright` is continuous: logistic splits it at its median, svm takes its extremes
@@ -129,6 +139,7 @@ def test_discover_axes_fits_continuous_attributes_with_every_method(tmp_path, me
     axes, summary = discover_axes(gen, [toy_extractor()], tmp_path, cfg)
     ols, _ = discover_axes(gen, [toy_extractor()], tmp_path / "ols",
                            dataclasses.replace(cfg, method="ols"))
+    # regression floors below (toy generator, from runs of this code)
     for name in ("bright", "redder"):     # the same attribute directions, up to the method
         assert float(np.dot(axes[name], ols[name])) > 0.9, (method, name)
     summary = json.loads((tmp_path / "summary.json").read_text(),   # strict JSON: no NaN tokens
@@ -204,3 +215,21 @@ def test_discover_summary_shows_own_and_independent_judges_and_identity(tmp_path
     md = (tmp_path / "summary.md").read_text()
     assert "own judge +λ / −λ" in md and "independent judge +λ / −λ" in md
     assert "a_judge: 0.0% / 0.0%" in md and "identity kept" in md
+
+
+def test_default_axes_are_the_main_jobs_fit_cached(tmp_path, monkeypatch):
+    gen, ext = toy_generator(), toy_extractor()
+    cfg = DiscoverConfig(num_samples=2048, eval_faces=8, traversal_faces=1, progress=False)
+    job, _ = discover_axes(gen, [ext], tmp_path / "job", cfg)
+    cached = default_axes(gen, [ext], num_samples=2048, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(np.asarray(cached.directions), np.asarray(job.directions))
+    assert cached.metadata["logit_clip"] == cfg.logit_clip == 3.0
+    (path,) = (tmp_path / "cache").glob("*.npz")
+    assert cached.metadata["default_axes"]["num_samples"] == 2048
+    # the second call reads the file: no sampling
+    monkeypatch.setattr(Sampler, "run", lambda *a, **k: pytest.fail("sampled again"))
+    again = default_axes(gen, [ext], num_samples=2048, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(np.asarray(again.directions), np.asarray(job.directions))
+    # another sample count is another cache entry
+    with pytest.raises(pytest.fail.Exception, match="sampled again"):
+        default_axes(gen, [ext], num_samples=1024, cache_dir=tmp_path / "cache")

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import require, require_module
+from helpers import require, require_module
+
+pytestmark = pytest.mark.slow      # the quick loop: pytest -m "not slow"
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -47,11 +49,11 @@ def browser():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     require_module("fastapi")                   # the `ui` extra
+    from tlgan_jax.extractors import load_extractor
+    from tlgan_jax.generators import load_generator
     from tlgan_jax.invert import InversionConfig
     from tlgan_jax.serve import Editor, create_app, default_axes
     from tlgan_jax.serve.launch import start_server
-    from tlgan_jax.extractors import load_extractor
-    from tlgan_jax.generators import load_generator
     gen = load_generator("digiface64")
     exts = [load_extractor(n) for n in ("gender", "age", "emotion")]
     axes = default_axes(gen, exts, num_samples=2048,
@@ -66,7 +68,8 @@ def server(tmp_path_factory):
 
 def _pick_seed(editor):
     """A face whose male score clearly rises along the male axis (+3) and whose happy score
-    rises along the happy axis with male locked."""
+    rises along the happy axis with male locked (margins: regression floors from runs of this
+    code, chosen so the page's changes are well above rounding)."""
     for seed in range(40):
         z, _ = editor.random_latent(seed)
         s0 = editor.render(z, {}, [])["scores"]
@@ -89,6 +92,12 @@ def _wait(driver, cond, timeout=60, what="condition"):
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}; status: "
                          f"{driver.find_element('id', 'status').text!r}")
+
+
+def _wait_idle(driver, what):
+    """Until the page has no render running or queued (a slider move may queue one more)."""
+    _wait(driver, lambda d: d.execute_script("return document.body.dataset.idle") == "true",
+          what=f"the page to settle after {what}")
 
 
 def _renders(driver):
@@ -126,7 +135,7 @@ def test_editor_page_end_to_end(browser, server, tmp_path):
     d.get(f"{url}/?seed={seed}")
     _wait(d, lambda d: d.execute_script("return document.body.dataset.ready") == "true"
           and _renders(d) >= 1 and _face(d).startswith("data:image/png"), what="first face")
-    time.sleep(0.3)
+    _wait_idle(d, "the first face")
     for n in editor.attributes:                      # one slider and one lock per attribute
         assert d.find_element("id", f"slider-{n}").get_attribute("type") == "range"
         assert d.find_element("id", f"lock-{n}").get_attribute("aria-pressed") == "false"
@@ -139,13 +148,13 @@ def test_editor_page_end_to_end(browser, server, tmp_path):
     _click_slider_at(d, "male", 0.8)
     _wait(d, lambda d: _renders(d) > n and abs(_score(d, "male") - male0) > 1e-3,
           what="render after the male slider")
-    time.sleep(0.5)
+    _wait_idle(d, "the male slider")
     amount = float(d.find_element("id", "slider-male").get_attribute("value"))
     assert 2.0 < amount < 4.0, amount
     face1, male1 = _face(d), _score(d, "male")
     assert face1 != face0
     want = editor.render(z, {"male": amount}, [])["scores"]["male"]
-    assert abs(male1 - want) < 1e-3 and male1 > male0 + 0.5, (male0, male1, want)
+    assert abs(male1 - want) < 1e-3 and male1 > male0 + 0.5, (male0, male1, want)  # floor
     _shot(d, "editor_male")
 
     # 2. lock male, then move happy: the request carries the lock (scores equal the locked
@@ -158,14 +167,14 @@ def test_editor_page_end_to_end(browser, server, tmp_path):
     _click_slider_at(d, "happy", 0.8)
     _wait(d, lambda d: _renders(d) > n and
           float(d.find_element("id", "slider-happy").get_attribute("value")) > 1, what="happy")
-    time.sleep(0.5)
+    _wait_idle(d, "the happy slider")
     happy_amount = float(d.find_element("id", "slider-happy").get_attribute("value"))
     locked = editor.render(z, {"male": amount, "happy": happy_amount}, ["male"])["scores"]
     free = editor.render(z, {"male": amount, "happy": happy_amount}, [])["scores"]
     assert abs(_score(d, "happy") - locked["happy"]) < 1e-3
     assert abs(_score(d, "male") - locked["male"]) < 1e-3
     assert abs(locked["male"] - free["male"]) > 1e-3          # the lock changed the edit
-    assert _score(d, "happy") > happy0 + 0.3
+    assert _score(d, "happy") > happy0 + 0.3                  # regression floor
     assert _face(d) not in (face0, face1)
     _shot(d, "editor")
 
@@ -174,12 +183,12 @@ def test_editor_page_end_to_end(browser, server, tmp_path):
     d.find_element("id", "undo").click()
     _wait(d, lambda d: _renders(d) > n and
           float(d.find_element("id", "slider-happy").get_attribute("value")) == 0, what="undo")
-    time.sleep(0.3)
+    _wait_idle(d, "undo")
     assert _face(d) == editor_face(editor, z, {"male": amount}, ["male"])
 
     # 4. upload a photo: the page shows the framed photo, its reconstruction and PSNR
     photo = tmp_path / "face.png"
-    from skimage import data as skdata             # scikit-image: a test dependency
+    from skimage import data as skdata  # scikit-image: a test dependency
     Image.fromarray(skdata.astronaut()[30:230, 130:330]).save(photo)
     before = _face(d)
     d.find_element("id", "upload").send_keys(str(photo))
@@ -193,14 +202,18 @@ def test_editor_page_end_to_end(browser, server, tmp_path):
     n = _renders(d)
     _click_slider_at(d, "happy", 0.9)
     _wait(d, lambda d: _renders(d) > n, what="edit of the photo")
+    _wait_idle(d, "the photo edit")
+    st = d.execute_script("return state")            # what the page shows is the server's
+    assert st["photo"] and st["amounts"]["happy"] > 1  # render of the page's state
+    assert _face(d) == editor_face(editor, st["z"], st["amounts"], st["lock"], st["photo"])
     _shot(d, "editor_photo")
 
-    # the page's requests were fast on the server (jitted once, batch 1)
+    # the server recorded the page's renders (figures, not a timing assertion: docs/editor.md)
     stats = editor.latency()
-    print(f"server-side renders during the e2e test: {stats}")
-    assert stats["p50_ms"] < 100
+    assert stats["renders"] >= _renders(d) - 1
+    assert 0 < stats["p50_ms"] <= stats["p95_ms"] <= stats["max_ms"]
 
 
-def editor_face(editor, z, amounts, lock):
-    png = editor.render(z, amounts, lock)["png"]
+def editor_face(editor, z, amounts, lock, photo=None):
+    png = editor.render(z, amounts, lock, photo)["png"]
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")

@@ -11,9 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import PARITY_TOL, pinned_file, rel_error as _rel
 from tlgan_jax.extractors import fer as mx
 from tlgan_jax.weights.keras_h5 import KerasH5Error, read_keras_h5
+
+from helpers import PARITY_TOL, pinned_file
+from helpers import rel_error as _rel
 
 GOLDEN = Path(__file__).parent / "golden" / "emotion.npz"
 TOL = PARITY_TOL

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import PARITY_TOL, rel_error
+from helpers import PARITY_TOL, rel_error
 
 from tlgan_jax.extractors import (descriptor_distance, identity_kept, load_extractor,
                                   load_face_descriptor)

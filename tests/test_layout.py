@@ -1,7 +1,7 @@
 """The dependency rule of the package (docs/architecture.md), checked on the source.
 
 Layers, lowest first; a module may import its own layer or lower ones, never higher:
-  0  metrics, files, progress, weights.*          (no model code)
+  0  metrics, files, runtime, weights.* (no model code)
   1  generators.*, extractors.*                   (siblings: neither imports the other)
   2  sampling, store, fit.*, axes, editing, invert.*, plots
   3  discover, bench.*, train.*, serve.*, cli   (cli: flags from config dataclasses, error policy)
@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "tlgan_jax"
 LAYERS = {
-    0: ("metrics", "files", "progress", "weights"),
+    0: ("metrics", "files", "runtime", "weights"),
     1: ("generators", "extractors"),
     2: ("sampling", "store", "fit", "axes", "editing", "invert", "plots"),
     3: ("discover", "bench", "train", "serve", "cli"),

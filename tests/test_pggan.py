@@ -5,10 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import PARITY_TOL, pggan_fixtures_dir as fixtures_dir, rel_error
+from tlgan_jax.bench.throughput import BF16_MAX_TOL, BF16_RMS_TOL
 from tlgan_jax.generators import pggan
 from tlgan_jax.weights.pggan_pickle import load_pggan_pickle
-from tlgan_jax.bench.throughput import BF16_MAX_TOL, BF16_RMS_TOL
+
+from helpers import PARITY_TOL, rel_error
+from helpers import pggan_fixtures_dir as fixtures_dir
 
 FIXTURES = [("tiny32_lod0", "tiny32"), ("tiny32_lod1", "tiny32"),
             ("tiny32_lod0p5", "tiny32"), ("tiny16fused_lod0", "tiny16fused")]
@@ -72,6 +74,7 @@ def test_lod_blending_uses_the_stored_lod():
     assert rel_error(0.5 * (ref0 + ref1), ref05) <= PARITY_TOL
 
 
+@pytest.mark.slow
 def test_subpixel_upsample_conv_equals_nearest_then_conv():
     kx, kw = jax.random.split(jax.random.key(0))
     x = jax.random.normal(kx, (2, 5, 7, 6))
@@ -91,6 +94,7 @@ def test_subpixel_upsample_conv_equals_nearest_then_conv():
     assert rel_error(fused, np.asarray(plain)) <= 1e-6
 
 
+@pytest.mark.slow
 def test_celebahq_1024_architecture_random_weights():
     cfg = pggan.CELEBAHQ_1024
     assert [cfg.nf(r - 1) for r in range(2, 11)] == [512, 512, 512, 512, 256, 128, 64, 32, 16]

@@ -10,11 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import pggan_fixtures_dir
 from tlgan_jax.axes import Axes
-from tlgan_jax.train.celeba40 import tiny_checkpoint
 from tlgan_jax.extractors import load_extractor
 from tlgan_jax.generators import load_generator
+from tlgan_jax.train.celeba40 import tiny_checkpoint
+
+from helpers import pggan_fixtures_dir
+
+pytestmark = pytest.mark.slow      # the quick loop: pytest -m "not slow"
 
 ROOT = Path(__file__).resolve().parents[1]
 

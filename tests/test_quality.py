@@ -8,6 +8,8 @@ import pytest
 from scipy.stats import norm
 
 from tlgan_jax.bench import axis_quality as q
+from tlgan_jax.bench import reports
+from tlgan_jax.fit import method_targets
 
 from toy import toy_extractor, toy_generator
 
@@ -31,6 +33,7 @@ def mean_of(rows, column, n):
     return float(np.mean([r[column] for r in rows if r["n"] == n]))
 
 
+@pytest.mark.slow
 def test_ols_cosines_follow_the_theory():
     # d = 128, 32 attributes with ‖β‖² = d/a: cos(fit on n, truth) = (1 + a/n)^(-1/2)
     d, k, a, sigma = 128, 32, 2560.0, 1.0
@@ -63,11 +66,12 @@ def test_ols_cosines_follow_the_theory():
     assert mean_of(res.rows, "heldout_r2", 64000) == pytest.approx(r2 * c(64000) ** 2, abs=0.01)
     # the theory helpers agree with each other and with the curve
     for t in (0.95, 0.99):
-        n_t = q.theory_n_for_split_half(t, r2, d)
+        n_t = reports.theory_n_for_split_half(t, r2, d)
         assert n_t == pytest.approx(2 * a * t / (1 - t))
-        assert q.theory_split_half(n_t, r2, d) == pytest.approx(t)
+        assert reports.theory_split_half(n_t, r2, d) == pytest.approx(t)
 
 
+@pytest.mark.slow
 def test_edit_success_and_leakage_have_their_known_values():
     # two correlated attributes (cos(β_0, β_1) = 0.6), fits nearly exact (low pool noise),
     # edits re-scored by a noisy labeller against y0 = the edit set's own scores (noise
@@ -137,27 +141,28 @@ def test_config_checks_and_helpers():
     assert q.default_sample_counts("cpu")[-1] == 100_000
     assert q.default_sample_counts("gpu")[-1] == 1_000_000
     n = np.array([1000, 2000, 4000])
-    assert q.first_n_reaching(n, np.array([0.9, 0.94, 0.96]), 0.95) == pytest.approx(
+    assert reports.first_n_reaching(n, np.array([0.9, 0.94, 0.96]), 0.95) == pytest.approx(
         2000 * 2 ** 0.5)
-    assert q.first_n_reaching(n, np.array([0.9, 0.94, 0.96]), 0.99) == math.inf
-    assert q.first_n_reaching(n, np.array([0.99, 0.995, 1.0]), 0.95) == -math.inf
+    assert reports.first_n_reaching(n, np.array([0.9, 0.94, 0.96]), 0.99) == math.inf
+    assert reports.first_n_reaching(n, np.array([0.99, 0.995, 1.0]), 0.95) == -math.inf
 
 
 def test_method_targets():
     y = np.array([[-5.0, 10.0], [0.5, 30.0], [4.0, 20.0]], np.float32)
     binary = (True, False)
     median = np.median(y, axis=0)
-    t, flags = q.method_targets("ols", y, binary, 3.0, median)      # TL-GAN: clip the logits
+    t, flags = method_targets("ols", y, binary, 3.0, median)      # TL-GAN: clip the logits
     np.testing.assert_array_equal(t, [[-3, 10], [0.5, 30], [3, 20]])
     assert flags == binary
-    t, flags = q.method_targets("logistic", y, binary, 3.0, median)  # median split if continuous
+    t, flags = method_targets("logistic", y, binary, 3.0, median)  # median split if continuous
     assert flags == (True, True)
     np.testing.assert_array_equal(t > 0, [[False, False], [True, True], [True, False]])
-    t, flags = q.method_targets("svm", y, binary, 3.0, median)       # extremes of raw scores
+    t, flags = method_targets("svm", y, binary, 3.0, median)       # extremes of raw scores
     np.testing.assert_array_equal(t, y)
     assert flags == binary
 
 
+@pytest.mark.slow
 def test_benchmark_writes_documented_csv_plot_and_summary(tmp_path):
     gen, ext = toy_generator(latent_dim=16), toy_extractor()
     cfg = q.QualityConfig(sample_counts=(100, 200), methods=("ols",), repeats=2,
@@ -165,22 +170,23 @@ def test_benchmark_writes_documented_csv_plot_and_summary(tmp_path):
     res = q.benchmark_axis_quality(gen, [ext], tmp_path, cfg, log=lambda s: None)
     with open(tmp_path / "axis_quality.csv", newline="") as f:
         reader = csv.DictReader(f)
-        assert tuple(reader.fieldnames) == q.CSV_COLUMNS
+        assert tuple(reader.fieldnames) == reports.CSV_COLUMNS
         rows = list(reader)
     assert len(rows) == 2 * 2 * 2                         # N × repeats × attributes
     for name in ("split_half_cosine", "reference_cosine", "heldout_auc", "heldout_r2",
                  "edit_success", "leakage", "leakage_locked"):
-        assert name in q.CSV_COLUMNS
+        assert name in reports.CSV_COLUMNS
     redder = [r for r in rows if r["attribute"] == "redder"]
     bright = [r for r in rows if r["attribute"] == "bright"]
     assert all(r["heldout_auc"] != "" for r in redder)     # binary: AUC
     assert all(r["heldout_auc"] == "" and r["heldout_r2"] != "" for r in bright)
-    back = q.read_csv(tmp_path / "axis_quality.csv")
+    back = reports.read_csv(tmp_path / "axis_quality.csv")
     assert back[0]["n"] == 100 and isinstance(back[0]["split_half_cosine"], float)
     ols_big = [r for r in back if r["method"] == "ols" and r["n"] == 200]
+    # regression floor (toy generator, from runs of this code)
     assert all(r["reference_cosine"] > 0.9 and r["edit_success"] > 0.9 for r in ols_big)
     with open(tmp_path / "entanglement.csv", newline="") as f:
-        assert tuple(csv.DictReader(f).fieldnames) == q.ENTANGLEMENT_COLUMNS
+        assert tuple(csv.DictReader(f).fieldnames) == reports.ENTANGLEMENT_COLUMNS
     png = (tmp_path / "axis_quality.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     summary = (tmp_path / "summary.md").read_text()
@@ -191,7 +197,7 @@ def test_benchmark_writes_documented_csv_plot_and_summary(tmp_path):
     # --replot: the reports come back from the CSV and meta.json alone
     (tmp_path / "summary.md").unlink()
     (tmp_path / "axis_quality.png").unlink()
-    q.write_reports(tmp_path)
+    reports.write_reports(tmp_path)
     again = (tmp_path / "summary.md").read_text()
     assert again.splitlines()[:8] == summary.splitlines()[:8]      # setup, timing, machine
     assert len(again.splitlines()) == len(summary.splitlines())

@@ -14,8 +14,10 @@ import jax
 import numpy as np
 import pytest
 
+from helpers import PARITY_TOL, rel_error
 from tlgan_jax.sampling import Sampler, sample, shard_latents
 from tlgan_jax.store import ShardStoreError, load_samples
+
 from toy import toy_extractor, toy_generator, toy_scores
 
 HERE = Path(__file__).resolve().parent
@@ -69,6 +71,7 @@ def test_a_custom_extractors_raw_is_its_function_on_the_images():
         ext.raw(images[:, 0, :, 0])
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one_device(tmp_path):
     script = textwrap.dedent("""
         import sys, jax, numpy as np
@@ -91,12 +94,57 @@ def test_four_devices_equal_one_device(tmp_path):
     np.testing.assert_allclose(four["y"], one.y, rtol=1e-6, atol=1e-6)
 
 
+CPU_FORM_SCRIPT = textwrap.dedent("""
+    import sys, jax, numpy as np
+    from tlgan_jax import runtime
+    print(runtime.configure(cpu_devices=2, compilation_cache=False))
+    from tlgan_jax.extractors import load_extractor
+    from tlgan_jax.generators import load_generator
+    from tlgan_jax.sampling import Sampler, make_labeller
+    gen, exts = load_generator("digiface64"), [load_extractor("gender"), load_extractor("age")]
+    s = Sampler(gen, exts, batch_size=128)
+    z = np.asarray(gen.sample_latents(jax.random.key(0), 150))   # one full batch, one padded
+    label, params = make_labeller(gen, s.extractors)
+    plain = jax.jit(label)(jax.device_put(params, jax.devices()[0]), z)
+    np.savez(sys.argv[1], y=s.label(z), plain=np.asarray(plain), devices=s.mesh.devices.size,
+             micro=s.micro_batch, batch=s.batch_size, options=repr(sorted(s.compiler_options)))
+""")
+
+
+def test_cpu_form_of_the_labeller_equals_the_plain_jit():
+    """The embedded default labelled the CPU way (two devices, 32-row lax.map micro-batches,
+    YNNPACK fusions off, single-threaded per device) equals jax.jit(label) on one device."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cpu.npz"
+        subprocess.run([sys.executable, "-c", CPU_FORM_SCRIPT, str(out)], check=True,
+                       timeout=600, env=_child_env(JAX_PLATFORMS="cpu"))
+        r = np.load(out)
+        y, plain = r["y"], r["plain"]
+        assert (int(r["devices"]), int(r["micro"]), int(r["batch"])) == (2, 32, 128)
+        assert "xla_cpu_multi_thread_eigen" in str(r["options"])
+    assert y.shape == plain.shape == (150, 2)
+    for j in range(2):                      # male logit, age in years
+        assert rel_error(y[:, j], plain[:, j]) <= PARITY_TOL
+
+
+def test_micro_batches_round_the_batch_up():
+    gen, ext = toy_generator(), toy_extractor()
+    one = jax.devices()[:1]
+    assert Sampler(gen, [ext], batch_size=100, devices=one).batch_size == 128
+    assert Sampler(gen, [ext], batch_size=100, devices=one, micro_batch=None).batch_size == 100
+    assert Sampler(gen, [ext], batch_size=20, devices=one).micro_batch is None  # one step
+    with pytest.raises(ValueError, match="micro_batch must be a positive integer"):
+        Sampler(gen, [ext], micro_batch=0)
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_with_jax_distributed_equal_one(tmp_path):
     script = textwrap.dedent("""
         import sys, jax, numpy as np
@@ -137,6 +185,7 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_the_uninterrupted_data(tmp_path):
     run, num = tmp_path / "killed", 64 * 60
     p = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(run), str(num)],

@@ -1,63 +1,21 @@
 """load_torch_zip: round trip on hand-made checkpoints (no torch), and refusal of bad files."""
-import io
 import os
 import pickle
+import re
 import zipfile
+from pathlib import Path
 
 import ml_dtypes
 import numpy as np
 import pytest
 
+from helpers import PARITY_TOL, pinned_file
+from hostile import Build, Call, Global, Storage, dumps, run_isolated
 from tlgan_jax.weights.safe_pickle import CorruptPickleError, UnsafePickleError
 from tlgan_jax.weights.torch_zip import TorchCheckpointError, load_torch_zip
 
 
-# --- crafting torch-style pickles without torch --------------------------------------------
-class Global:
-    """Written as GLOBAL 'module name' (pickle never imports it while writing)."""
-
-    def __init__(self, module, name):
-        self.module, self.name = module, name
-
-
-class Call:
-    """Written as func, args, REDUCE: unpickling calls func(*args)."""
-
-    def __init__(self, func, args):
-        self.func, self.args = func, tuple(args)
-
-
-class Storage:
-    """Written as the persistent id ('storage', torch.<type>, key, location, numel)."""
-
-    def __init__(self, type_name, key, numel):
-        self.pid = ("storage", Global("torch", type_name), key, "cpu", numel)
-
-
-class CraftPickler(pickle._Pickler):
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def _save_global(self, obj):
-        self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode())
-
-    def _save_call(self, obj):
-        self.save(obj.func)
-        self.save(obj.args)
-        self.write(pickle.REDUCE)
-
-    dispatch[Global] = _save_global
-    dispatch[Call] = _save_call
-
-    def persistent_id(self, obj):
-        return obj.pid if isinstance(obj, Storage) else None
-
-
-def dumps(obj) -> bytes:
-    buf = io.BytesIO()
-    CraftPickler(buf, protocol=2).dump(obj)
-    return buf.getvalue()
-
-
+# --- torch-style pickles, written without torch (tests/hostile.py) ------------------------------
 def ordered_dict(pairs=()):
     return Call(Global("collections", "OrderedDict"), (list(pairs),))
 
@@ -220,3 +178,149 @@ def test_hostile_pickle_is_refused_and_runs_nothing(tmp_path, func):
                        match=rf"refusing to load global '{func.module}\.{func.name}'"):
         load_torch_zip(path)
     assert not marker.exists()
+
+
+# --- hostile checkpoints (issue 10): bounded by the file, and no effect on later loads ---------
+def _load_isolated(path, timeout=300):
+    return run_isolated(f"out = load_torch_zip({str(path)!r})\nprint('LOADED', type(out).__name__)",
+                        setup="from tlgan_jax.weights.torch_zip import load_torch_zip",
+                        timeout=timeout)
+
+
+def _one_float_storage_views(n_tensors, size, stride, numel=1):
+    s = Storage("FloatStorage", "0", numel)
+    return dumps({f"t{i}": tensor(s, 0, size, stride) for i in range(n_tensors)})
+
+
+@pytest.mark.parametrize("case, message", [
+    ("stride 0", r"repeats storage elements \(stride 0, an expanded tensor\)"),
+    ("overlapping", r"repeats storage elements \(overlapping axes\)"),
+    ("many views", r"would bring the tensor bytes read to more than the file's \d+ bytes"),
+    ("deflated record", r"would bring the storage bytes read to more than the file's"),
+])
+def test_tiny_checkpoints_cannot_make_the_reader_allocate(tmp_path, case, message):
+    """Issue 10 item 4: a 519-byte checkpoint with a stride-0 tensor materialised 1 GiB."""
+    path = tmp_path / "tiny.pt"
+    if case == "stride 0":
+        write_zip(path, _one_float_storage_views(1, (1 << 28,), (0,)), {"0": bytes(4)})
+        assert path.stat().st_size < 1024
+    elif case == "overlapping":   # 2^28 elements from a 2^15-element storage
+        write_zip(path, _one_float_storage_views(1, (1 << 14, 1 << 14), (1, 1), 1 << 15),
+                  {"0": bytes(4 << 15)})
+    elif case == "many views":    # 4096 tensors, each the whole 256 KiB storage
+        write_zip(path, _one_float_storage_views(4096, (1 << 16,), (1,), 1 << 16),
+                  {"0": bytes(4 << 16)})
+    else:                         # a 256 MiB storage record deflated to a few hundred KiB
+        pkl = _one_float_storage_views(1, (1 << 26,), (1,), 1 << 26)
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("archive/data.pkl", pkl)
+            with zf.open("archive/data/0", "w", force_zip64=True) as f:
+                for _ in range(256):
+                    f.write(bytes(1 << 20))
+        assert path.stat().st_size < 1 << 20
+    r = _load_isolated(path)
+    assert r.returncode == 1 and r.error.startswith(
+        "tlgan_jax.weights.torch_zip.TorchCheckpointError: " + str(path)), r
+    assert re.search(message, r.error), r
+    assert r.rss_growth_mib < 32, r
+
+
+def test_contiguous_views_sharing_a_storage_are_still_read(tmp_path):
+    """The limits refuse only what no torch.save of real tensors holds: the weight and its
+    transpose share one storage (within the file-size budget) and read back exactly."""
+    s = Storage("FloatStorage", "0", 6)
+    path = write_zip(tmp_path / "ok.pt", dumps({"w": tensor(s, 0, (2, 3), (3, 1)),
+                                                "t": tensor(s, 0, (3, 2), (1, 3)),
+                                                "row": tensor(s, 3, (1, 3), (99, 1))}),
+                     {"0": S0.tobytes()})
+    out = load_torch_zip(path)
+    np.testing.assert_array_equal(out["t"], S0.reshape(2, 3).T)
+    np.testing.assert_array_equal(out["row"], S0[3:].reshape(1, 3))
+
+
+def test_storage_record_longer_than_declared(tmp_path):
+    storages = sample_storages()
+    storages["0"] += bytes(8)
+    path = write_zip(tmp_path / "ckpt.pt", dumps(sample_tree()), storages)
+    with pytest.raises(TorchCheckpointError, match=r"has 32 bytes, the pickle declares 6 x "
+                                                   r"torch.FloatStorage = 24 bytes"):
+        load_torch_zip(path)
+
+
+def test_one_storage_key_declared_with_two_types(tmp_path):
+    tree = {"a": tensor(Storage("FloatStorage", "0", 2), 0, (2,), (1,)),
+            "b": tensor(Storage("HalfStorage", "0", 4), 0, (4,), (1,))}
+    path = write_zip(tmp_path / "ckpt.pt", dumps(tree), {"0": bytes(8)})
+    with pytest.raises(CorruptPickleError, match=r"storage '0' is declared twice, as 2 x "
+                                                 r"torch.FloatStorage and as 4 x "
+                                                 r"torch.HalfStorage"):
+        load_torch_zip(path)
+
+
+def test_deep_nesting_is_a_named_error(tmp_path):
+    depth = 50_000
+    path = write_zip(tmp_path / "deep.pt", b"\x80\x02" + pickle.EMPTY_LIST * depth
+                     + pickle.APPEND * (depth - 1) + pickle.STOP, {})
+    with pytest.raises(TorchCheckpointError, match=f"{path}: the checkpoint's objects nest too "
+                                                   f"deeply"):
+        load_torch_zip(path)
+
+
+def test_shared_containers_are_converted_once(tmp_path):
+    """A tuple holding the same object twice, 40 levels deep, names 2^40 paths: converted once
+    per object (shared, as torch.load shares them), not once per path."""
+    put, get = pickle.BINPUT + b"\x00", pickle.BINGET + b"\x00"
+    ops = pickle.EMPTY_LIST + put + pickle.POP
+    ops += (get + get + pickle.TUPLE2 + put + pickle.POP) * 40
+    path = write_zip(tmp_path / "dag.pt", b"\x80\x02" + ops + get + pickle.STOP, {})
+    r = run_isolated(f"""
+        out = load_torch_zip({str(path)!r})
+        depth = 0
+        while isinstance(out, tuple) and out:
+            assert out[0] is out[1]
+            out, depth = out[0], depth + 1
+        print("DEPTH", depth)
+    """, setup="from tlgan_jax.weights.torch_zip import load_torch_zip", timeout=60)
+    assert r.returncode == 0 and "DEPTH 40" in r.stdout, r
+    assert r.rss_growth_mib < 32, r
+
+
+def test_a_hostile_checkpoint_cannot_change_how_later_files_decode(tmp_path):
+    """Issue 10 item 5: BUILD on the shared torch.HalfStorage / torch.FloatStorage stand-ins
+    (itemsize 4; FloatStorage's dtype := HalfStorage) made the pinned DCGAN load as float16
+    garbage with no error. Now the BUILD is refused, and the real weights still give the
+    golden images."""
+    half, flt = Global("torch", "HalfStorage"), Global("torch", "FloatStorage")
+    poison = dumps([Build(half, (None, {"itemsize": 4})), Build(flt, (None, {"dtype": half})),
+                    Build(half, {"itemsize": 4}), Build(flt, {"dtype": half})])
+    hostile = write_zip(tmp_path / "poison.pt", poison, {})
+    weights = pinned_file("gan-face-generate", "gan_face_generate/weights.tar")
+    golden = Path(__file__).parent / "golden" / "dcgan.npz"
+    r = run_isolated(f"""
+        try:
+            load_torch_zip({str(hostile)!r})
+        except Exception as e:
+            print("HOSTILE", type(e).__name__, e)
+        g = np.load({str(golden)!r})
+        with jax.default_matmul_precision("highest"):
+            images = dcgan.apply(dcgan.load({str(weights)!r}), jnp.asarray(g["z"]))
+        print("REL_ERROR", rel_error(images, g["images"]))
+    """, setup="import jax, jax.numpy as jnp, numpy as np\n"
+               "from helpers import rel_error\n"
+               "from tlgan_jax.generators import dcgan\n"
+               "from tlgan_jax.weights.torch_zip import load_torch_zip")
+    assert r.returncode == 0, r.stderr[-3000:]
+    expect = f"HOSTILE UnsafePickleError PyTorch checkpoint {hostile}: refusing "
+    assert expect in r.stdout, r.stdout
+    err = float(r.stdout.split("REL_ERROR")[1].split()[0])
+    assert err <= PARITY_TOL, r.stdout
+
+
+def test_storage_stand_ins_are_fresh_and_read_only_per_load(tmp_path):
+    """Even a BUILD that got through could not reach the next load: each load has its own."""
+    from tlgan_jax.weights import torch_zip
+    a, b = torch_zip._allowed(), torch_zip._allowed()
+    assert a[("torch", "FloatStorage")] is not b[("torch", "FloatStorage")]
+    with pytest.raises(UnsafePickleError, match="read-only"):
+        a[("torch", "FloatStorage")].dtype = np.dtype("f2")
+    assert a[("torch", "FloatStorage")].dtype == np.float32

@@ -7,8 +7,7 @@ import pytest
 
 from tlgan_jax.fit import METHODS, fit_axes
 from tlgan_jax.fit import unsupervised as un
-from tlgan_jax.generators import Generator
-from tlgan_jax.generators import dcgan, pggan
+from tlgan_jax.generators import Generator, dcgan, pggan
 
 
 def abs_cos(a, b):
@@ -92,7 +91,7 @@ def dcgan_first_layer_only(seed=0):
     k1, k2 = jax.random.split(jax.random.key(seed))
     params = {"project": {"kernel": 0.02 * jax.random.normal(k1, (100, 4, 4, 512)),
                           "bias": 0.1 * jax.random.normal(k2, (512,))}}
-    return Generator("dcgan-random", dcgan.LATENT_DIM, 64, params, dcgan.apply)
+    return dcgan.as_generator(params, name="dcgan-random")
 
 
 def test_dcgan_hooks_read_the_first_layer():
@@ -108,6 +107,7 @@ def test_dcgan_hooks_read_the_first_layer():
                                jax.nn.relu(project).reshape(3, -1), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_pggan_hooks_read_the_first_layer():
     cfg = pggan.PgganConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=32)
     params = pggan.random_params(jax.random.key(0), cfg)
@@ -125,8 +125,10 @@ def test_pggan_hooks_read_the_first_layer():
 
 def test_unknown_generator_layout_and_bad_inputs_raise_clear_errors():
     gen = Generator("toy", 4, 8, {"w": jnp.zeros((4, 8))}, lambda p, z: z)
-    with pytest.raises(ValueError, match="unknown parameter layout"):
+    with pytest.raises(ValueError, match="'toy' has no 'first_layer' hook.*pass weight="):
         un.first_layer_weight(gen)
+    with pytest.raises(ValueError, match="'toy' has no 'features' hook.*pass features="):
+        un.first_layer_features(gen)
     z = np.zeros((10, 4), np.float32)
     y = np.zeros((10, 1), np.float32)
     masks = np.ones((1, 10))
@@ -146,6 +148,7 @@ def test_unknown_generator_layout_and_bad_inputs_raise_clear_errors():
         un.ganspace_directions(lambda q: q, 4, jax.random.key(0), num_directions=3, num_samples=5)
 
 
+@pytest.mark.slow
 def test_registry_methods_pick_the_best_candidate_with_the_right_sign():
     assert METHODS["sefa"] is un.fit_sefa and METHODS["ganspace"] is un.fit_ganspace
     w, u = planted_first_layer(d=24, seed=4)

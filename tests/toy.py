@@ -1,6 +1,7 @@
 """A tiny, fast stand-in generator and extractor with known structure, for pipeline tests.
 
-G(z) = tanh(z @ W) (or z @ W with linear=True) reshaped to [N, R, R, 3]; scores: mean brightness `bright` (continuous) and
+G(z) = tanh(z @ W) (or z @ W with linear=True) reshaped to [N, R, R, 3]; scores: mean
+brightness `bright` (continuous) and
 `redder` = mean(R - B) (binary, a logit-like score). Both are smooth functions of z.
 """
 import jax

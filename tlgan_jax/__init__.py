@@ -14,11 +14,13 @@ The method's stages, one module (or package) each: generators (G), extractors (F
 sampling + store (z, y pairs), fit (z -> y linear models), axes (directions, lock),
 editing (move z, judge edits), invert (photos -> z); discover runs them end to end.
 """
+__version__ = "0.1.0"   # the single source: pyproject.toml reads it (dynamic version)
+
 from tlgan_jax.axes import Axes, load_axes
 from tlgan_jax.editing import edit_latents, render_traversal, traversal_latents
 from tlgan_jax.extractors import (Extractor, FaceDescriptor, custom_extractor, descriptor_distance,
                                   identity_kept, load_extractor, load_face_descriptor)
-from tlgan_jax.fit import fit_axes, method_targets
+from tlgan_jax.fit import fit_axes, fit_axes_in, method_targets
 from tlgan_jax.generators import Generator, load_generator, to_uint8
 from tlgan_jax.invert import InversionConfig, frame_face, invert, invert_photo
 from tlgan_jax.sampling import Sampler, sample
@@ -26,6 +28,6 @@ from tlgan_jax.store import Samples, load_samples
 
 __all__ = ["Axes", "Extractor", "FaceDescriptor", "Generator", "InversionConfig", "Sampler",
            "Samples", "custom_extractor", "descriptor_distance", "edit_latents", "fit_axes",
-           "frame_face", "identity_kept", "invert", "invert_photo", "load_axes", "load_extractor",
-           "load_face_descriptor", "load_generator", "load_samples", "method_targets",
-           "render_traversal", "sample", "to_uint8", "traversal_latents"]
+           "fit_axes_in", "frame_face", "identity_kept", "invert", "invert_photo", "load_axes",
+           "load_extractor", "load_face_descriptor", "load_generator", "load_samples",
+           "method_targets", "render_traversal", "sample", "to_uint8", "traversal_latents"]

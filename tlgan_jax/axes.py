@@ -9,16 +9,20 @@ lock list (l_1 is kept, l_2 loses its l_1 component, …) whenever they are not 
 Conditional direction (InterFaceGAN): with condition directions C [m, d] (rows),
     (C Cᵀ) x = C n,   n' = (n − Cᵀ x) / ‖n − Cᵀ x‖,
 the projection of n onto the orthogonal complement of span C: the same as a TL-GAN target.
-Files (`Axes.save`/`Axes.load`): `axes.npz` written with np.savez, read with
-allow_pickle=False: `directions` [d, k] float32, `names` [k] unicode, `method`, `format`, and
-`metadata` / `diagnostics` as JSON strings (non-finite numbers stored as null).
+Files (`Axes.save`/`Axes.load`): `axes.npz` written with np.savez (to a temporary name, then
+renamed): `directions` [d, k] float32, `names` [k] unicode, `method`, `format`, and
+`metadata` / `diagnostics` as JSON objects in strings (non-finite numbers stored as null).
+`Axes.load` reads only these members, each within a size limit (`AXES_FILE_LIMITS`, checked
+against the zip directory before reading) and never a pickled object; anything else in the
+file is ignored, and every problem is a ValueError naming the file.
+The peer tools' files: InterFaceGAN boundaries (`.npy` [1, d], one per attribute) and TL-GAN's
+feature-direction pickle, read and written by `Axes.from_interfacegan` / `save_interfacegan`
+and `Axes.from_tlgan` / `save_tlgan` (tlgan_jax.weights.peer_axes).
 """
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
-import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -26,7 +30,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tlgan_jax.extractors import BUILTIN_EXTRACTORS, EMBEDDED_EXTRACTORS
+from tlgan_jax.files import NpzError, jsonable, read_npz, write_npz
+from tlgan_jax.generators import BUILTIN_GENERATORS, EMBEDDED_GENERATOR
+from tlgan_jax.weights.peer_axes import (read_interfacegan_boundary, read_tlgan_directions,
+                                         write_interfacegan_boundary, write_tlgan_directions)
+
 FILE_FORMAT = "tlgan_jax.axes/1"
+# The most bytes `Axes.load` reads per member (d·k·4 bytes of directions: 16 MiB is e.g.
+# d = 512 with 8192 axes); a file claiming more is refused before anything is allocated.
+AXES_FILE_LIMITS = {"directions": 16 << 20, "names": 4 << 20, "method": 64 << 10,
+                    "format": 64 << 10, "metadata": 4 << 20, "diagnostics": 16 << 20}
 _UNIT_TOL = 1e-3          # |‖n‖ − 1| allowed for stored directions
 DEGENERATE_TOL = 1e-4    # residual below this fraction of a vector's norm: it is in the span
 
@@ -38,31 +52,53 @@ class UnknownAxisError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
-def orthonormal_basis(vectors: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Gram-Schmidt of the columns of `vectors` [d, m] in column order.
+def _dot(xp, a, b):
+    return xp.dot(a, b) if xp is np else jnp.dot(a, b, precision=jax.lax.Precision.HIGHEST)
 
-    Returns (Q [d, m] orthonormal with Q[:, i] ∝ the i-th Gram-Schmidt vector, r [m] the
-    residual norm of each column relative to its own norm; r ≈ 0 means column i lies in the
-    span of the earlier ones). Computed as a QR factorisation with the signs fixed so that
-    diag(R) > 0, which is Gram-Schmidt done stably.
+
+def locked_directions(directions, locked, tol: float = DEGENERATE_TOL):
+    """TL-GAN's lock for a mask, the one implementation (`Axes.disentangle`, the editor's
+    compiled render and `orthogonal_to_others` all use it).
+
+    directions V [d, k] (columns need not be unit), locked m [k] bool ->
+    (V' [d, k] unit columns, ok [k] bool):
+        locked columns in index order:  l'_i = l_i − Q Qᵀ l_i   (Q: the unit l'_j so far),
+        every other column:             n'   = n − Q Qᵀ n       (Q: all the locked l'_j),
+    each divided by its norm (projections applied twice: "twice is enough").
+    ok[i] is False when column i keeps no more than `tol` of its norm: a locked axis in the
+    span of the locked ones before it (it then adds nothing to Q and its column is 0), or
+    another axis in the locked span. Numpy input is computed in numpy in its own dtype (e.g.
+    float64); anything else in JAX at highest precision, jittable with a traced mask, so one
+    compiled function serves every lock set.
     """
-    v = jnp.asarray(vectors, jnp.float32)
-    q, r = jnp.linalg.qr(v)
-    diag = jnp.diagonal(r)
-    sign = jnp.where(diag < 0, -1.0, 1.0)
-    rel = jnp.abs(diag) / jnp.maximum(jnp.linalg.norm(v, axis=0), 1e-30)
-    return q * sign[None, :], rel
+    xp = np if isinstance(directions, np.ndarray) else jnp
+    v = xp.asarray(directions)
+    mask = xp.asarray(locked).astype(bool)
+    if v.ndim != 2 or mask.shape != (v.shape[1],):
+        raise ValueError(f"locked_directions: need directions [d, k] and a mask [k], got shapes "
+                         f"{v.shape} and {mask.shape}")
+    tiny = 1e-30
 
+    def residual(x, basis):
+        for _ in range(2):
+            x = x - _dot(xp, basis, _dot(xp, basis.T, x))
+        return x
 
-def project_out(vectors: jax.Array, basis: jax.Array) -> jax.Array:
-    """Columns of `vectors` [d, t] minus their projection on span(basis) ([d, m] orthonormal).
-
-    Applied twice ("twice is enough") so the result is orthogonal to float32 precision.
-    """
-    v = jnp.asarray(vectors, jnp.float32)
-    for _ in range(2):
-        v = v - basis @ (basis.T @ v)
-    return v
+    scale = xp.maximum(xp.linalg.norm(v, axis=0), tiny)
+    basis = xp.zeros((v.shape[0], 0), v.dtype)
+    lock_ok = []
+    for i in range(v.shape[1]):                 # k is static and small: unrolled under jit
+        r = residual(v[:, i], basis)
+        norm = xp.linalg.norm(r)
+        good = norm > tol * scale[i]
+        lock_ok.append(good)
+        column = xp.where(mask[i] & good, r / xp.maximum(norm, tiny), 0.0).astype(v.dtype)
+        basis = xp.concatenate([basis, column[:, None]], axis=1)
+    rest = residual(v, basis)
+    norms = xp.linalg.norm(rest, axis=0)
+    out = xp.where(mask[None, :], basis, rest / xp.maximum(norms, tiny)[None, :])
+    ok = xp.where(mask, xp.stack(lock_ok), norms > tol * scale)
+    return out, ok
 
 
 def conditional_direction(n: jax.Array, conditions: jax.Array) -> jax.Array:
@@ -75,8 +111,8 @@ def conditional_direction(n: jax.Array, conditions: jax.Array) -> jax.Array:
     if n.ndim != 1 or c.ndim != 2 or c.shape[1] != n.shape[0]:
         raise ValueError(f"conditional_direction: need n [d] and conditions [m, d], got shapes "
                          f"{n.shape} and {c.shape}")
-    _, rel = orthonormal_basis(c.T)
-    if c.shape[0] > c.shape[1] or float(jnp.min(rel)) < DEGENERATE_TOL:
+    _, independent = locked_directions(c.T, jnp.ones(c.shape[0], bool))
+    if c.shape[0] > c.shape[1] or not bool(jnp.all(independent)):
         raise ValueError("conditional_direction: the condition directions are linearly "
                          "dependent, so C Cᵀ is singular")
     hi = jax.lax.Precision.HIGHEST
@@ -135,7 +171,7 @@ class Axes:
         object.__setattr__(self, "metadata", dict(self.metadata))
 
     @classmethod
-    def from_vectors(cls, vectors, names: Sequence[str], **kwargs) -> "Axes":
+    def from_vectors(cls, vectors, names: Sequence[str], **kwargs) -> Axes:
         """Axes from arbitrary non-zero column vectors [d, k], normalised to unit length."""
         v = np.asarray(vectors, np.float32)
         if v.ndim != 2:
@@ -182,7 +218,7 @@ class Axes:
         """The unit direction [d] of attribute `name`."""
         return self.directions[:, self.index(name)]
 
-    def select(self, names: Sequence[str]) -> "Axes":
+    def select(self, names: Sequence[str]) -> Axes:
         """The axes `names`, in that order (diagnostics kept for them)."""
         idx = self._indices(names, "select")
         keep = [self.names[i] for i in idx]
@@ -196,7 +232,7 @@ class Axes:
         d = np.asarray(self.directions, np.float64)
         return d.T @ d
 
-    def with_metadata(self, **entries: Any) -> "Axes":
+    def with_metadata(self, **entries: Any) -> Axes:
         """A copy with `entries` added to (or replacing entries of) the metadata."""
         return dataclasses.replace(self, metadata={**self.metadata, **entries})
 
@@ -209,12 +245,27 @@ class Axes:
             raise ValueError(f"axes were fitted for latent size {self.latent_dim} but generator "
                              f"{generator} has latent size {int(latent_dim)}{extra}")
 
+    @property
+    def latent_space(self) -> str:
+        """The space the directions live in: metadata 'latent_space' ('z' when absent)."""
+        return str(self.metadata.get("latent_space", "z"))
+
     def check_generator(self, gen) -> None:
-        """`check_latent_dim` for a tlgan_jax Generator (uses gen.latent_dim and gen.name)."""
+        """Raise ValueError unless these axes fit `gen` (a tlgan_jax Generator, possibly a
+        w / w+ view): the same latent space (applying W axes to z, or z axes to w, is refused:
+        the spaces differ even where their sizes agree) and latent size."""
+        space = getattr(gen, "latent_space", "z")
+        if self.latent_space != space:
+            offers = getattr(gen, "spaces", lambda: ("z",))()
+            hint = (f"use gen.in_space({self.latent_space!r}) and latents from "
+                    f"gen.encode(z, {self.latent_space!r})" if self.latent_space in offers
+                    else f"generator {gen.name} has no {self.latent_space} space")
+            raise ValueError(f"axes are in {self.latent_space} space but generator {gen.name} "
+                             f"takes {space} latents; {hint}")
         self.check_latent_dim(gen.latent_dim, gen.name)
 
     # --- disentangling ------------------------------------------------------------------
-    def disentangle(self, lock: Sequence[str], target: Sequence[str] | str | None = None) -> "Axes":
+    def disentangle(self, lock: Sequence[str], target: Sequence[str] | str | None = None) -> Axes:
         """TL-GAN's lock: a new Axes where the `lock`ed axes are Gram-Schmidt-orthogonalised
         among themselves IN THE ORDER GIVEN (so the result depends on that order when they
         are not orthogonal), every `target` axis (default: every axis not locked) has its
@@ -234,29 +285,25 @@ class Axes:
         if len(lock_idx) > self.latent_dim:
             raise ValueError(f"disentangle: cannot lock {len(lock_idx)} axes in a latent space of "
                              f"size {self.latent_dim}")
-        basis, rel = orthonormal_basis(self.directions[:, jnp.asarray(lock_idx)])
-        rel = np.asarray(rel)
-        for i, r in zip(lock_idx, rel):
-            if not r > DEGENERATE_TOL:
+        cols = jnp.asarray(lock_idx + target_idx)
+        moved, ok = locked_directions(self.directions[:, cols],
+                                      np.arange(len(cols)) < len(lock_idx))
+        ok = np.asarray(ok)
+        for j, i in enumerate(lock_idx + target_idx):
+            if not ok[j] and j < len(lock_idx):
                 raise ValueError(f"disentangle: locked axis {self.names[i]!r} lies in the span of "
                                  f"the axes locked before it")
-        out = self.directions.at[:, jnp.asarray(lock_idx)].set(basis)
-        if target_idx:
-            t = jnp.asarray(target_idx)
-            moved = project_out(self.directions[:, t], basis)
-            norms = np.asarray(jnp.linalg.norm(moved, axis=0))
-            for i, nm in zip(target_idx, norms):
-                if not nm > DEGENERATE_TOL:
-                    raise ValueError(f"disentangle: axis {self.names[i]!r} lies in the span of the "
-                                     f"locked axes; nothing is left after removing them")
-            out = out.at[:, t].set(moved / norms[None, :])
+            if not ok[j]:
+                raise ValueError(f"disentangle: axis {self.names[i]!r} lies in the span of the "
+                                 f"locked axes; nothing is left after removing them")
+        out = self.directions.at[:, cols].set(moved)
         history = list(self.metadata.get("derived", [])) + [
             {"op": "disentangle", "lock": [self.names[i] for i in lock_idx],
              "target": [self.names[i] for i in target_idx]}]
         return dataclasses.replace(self, directions=out,          # every changed column is unit
                                    metadata={**self.metadata, "derived": history})
 
-    def conditional(self, target: str, conditions: Sequence[str]) -> "Axes":
+    def conditional(self, target: str, conditions: Sequence[str]) -> Axes:
         """InterFaceGAN's conditional boundary: a new Axes whose `target` axis is replaced by
         `conditional_direction(n_target, C)` with C the `conditions` axes as rows; the other
         axes are unchanged. For the targets this equals `disentangle(lock=conditions)`."""
@@ -266,8 +313,8 @@ class Axes:
             return self
         if ti in cond_idx:
             raise ValueError(f"conditional: {target!r} cannot be its own condition")
-        conditions = self.directions[:, jnp.asarray(cond_idx)].T
-        n = conditional_direction(self.directions[:, ti], conditions)
+        n = conditional_direction(self.directions[:, ti],
+                                  self.directions[:, jnp.asarray(cond_idx)].T)
         history = list(self.metadata.get("derived", [])) + [
             {"op": "conditional", "target": target,
              "conditions": [self.names[i] for i in cond_idx]}]
@@ -276,8 +323,8 @@ class Axes:
 
     # --- files --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write a portable axes.npz (no pickled objects) to exactly `path`; returns it."""
-        path = Path(path)
+        """Write a portable axes.npz (no pickled objects) to exactly `path`, atomically (a
+        temporary file renamed into place); returns the path."""
         arrays = {
             "format": np.array(FILE_FORMAT),
             "directions": np.asarray(self.directions, np.float32),
@@ -286,69 +333,152 @@ class Axes:
             "metadata": np.array(_to_json(self.metadata, "metadata")),
             "diagnostics": np.array(_to_json(self.diagnostics, "diagnostics")),
         }
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        path.write_bytes(buf.getvalue())
-        return path
+        return write_npz(path, **arrays)
 
     @classmethod
     def load(cls, path: str | Path, latent_dim: int | None = None,
-             generator: str = "the generator") -> "Axes":
+             generator: str = "the generator") -> Axes:
         """Read an axes.npz written by `save`; with `latent_dim`, also check the latent size."""
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as f:
-                data = {k: f[k] for k in f.files}
-        except ValueError as e:                     # e.g. an object array (would need pickle)
-            raise ValueError(f"{path}: not a portable axes file: {e}") from None
-        except (OSError, EOFError) as e:
-            if isinstance(e, FileNotFoundError):
-                raise
-            raise ValueError(f"{path}: not a readable .npz file: {e}") from None
-        missing = [k for k in ("directions", "names", "method", "metadata", "diagnostics")
-                   if k not in data]
-        if missing:
-            raise ValueError(f"{path}: not an axes file: missing key(s) {missing}")
-        fmt = str(data["format"]) if "format" in data else FILE_FORMAT
+            data = read_npz(path, AXES_FILE_LIMITS, what="an axes file (axes.npz)",
+                            required=("directions", "names", "method", "metadata",
+                                      "diagnostics"))
+        except NpzError as e:
+            lead = "not a portable axes file" if e.pickled else "not an axes file"
+            reason = e.reason.removeprefix("not an axes file (axes.npz): ")
+            raise ValueError(f"{path}: {lead}: {reason}; give an axes.npz written by "
+                             f"Axes.save or experiments/discover_axes.py") from None
+        fmt = _text(data["format"], path, "format") if "format" in data else FILE_FORMAT
         if fmt != FILE_FORMAT:
             raise ValueError(f"{path}: unsupported axes file format {fmt!r} (this version reads "
                              f"{FILE_FORMAT!r})")
         if data["names"].dtype.kind != "U" or data["names"].ndim != 1:
             raise ValueError(f"{path}: 'names' must be a 1-D array of strings, got dtype "
                              f"{data['names'].dtype} and shape {data['names'].shape}")
-        try:
-            metadata = json.loads(str(data["metadata"]))
-            diagnostics = json.loads(str(data["diagnostics"]))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: metadata/diagnostics are not valid JSON: {e}") from None
+        method = _text(data["method"], path, "method")
+        metadata = _json_object(data["metadata"], path, "metadata")
+        diagnostics = _json_object(data["diagnostics"], path, "diagnostics")
+        bad = sorted(k for k, v in diagnostics.items() if not isinstance(v, dict))
+        if bad:
+            raise ValueError(f"{path}: 'diagnostics' must map each axis name to an object of "
+                             f"figures; not objects: {bad[:5]}")
         try:
             axes = cls(data["directions"], tuple(str(n) for n in data["names"]),
-                       method=str(data["method"]), diagnostics=diagnostics, metadata=metadata)
+                       method=method, diagnostics=diagnostics, metadata=metadata)
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
         if latent_dim is not None:
             axes.check_latent_dim(latent_dim, generator)
         return axes
 
+    # --- the peer tools' files ---------------------------------------------------------
+    @classmethod
+    def from_interfacegan(cls, files, latent_space: str = "z") -> "Axes":
+        """Axes from InterFaceGAN boundary files (`.npy`, float32 [1, d], one attribute
+        each): `files` a {name: path} mapping, or paths named by their file name without
+        '_boundary.npy' (e.g. stylegan_ffhq_age_w_boundary.npy -> 'stylegan_ffhq_age_w').
+        latent_space: the space they were trained in ('z'; 'w' / 'w+' for InterFaceGAN's
+        StyleGAN 'w' / 'wp' boundaries, whose [num_layers, 512] rows are flattened as ours)."""
+        if isinstance(files, (str, Path)):
+            files = [files]
+        if not isinstance(files, dict):
+            files = {_boundary_name(p): p for p in files}
+        if not files:
+            raise ValueError("from_interfacegan: no boundary files given")
+        vectors = [read_interfacegan_boundary(p) for p in files.values()]
+        sizes = sorted({v.shape[0] for v in vectors})
+        if len(sizes) > 1:
+            raise ValueError(f"from_interfacegan: the boundaries have different sizes {sizes}")
+        return cls.from_vectors(np.stack(vectors, 1), tuple(files), method="interfacegan",
+                                metadata={"latent_space": latent_space, "source": "interfacegan",
+                                          "files": [str(p) for p in files.values()]})
+
+    def save_interfacegan(self, directory: str | Path, prefix: str = "") -> list[Path]:
+        """One InterFaceGAN boundary file per axis: DIR/{prefix}{name}_boundary.npy, float32
+        [1, d] (np.save, as InterFaceGAN's train_boundary output). Returns the paths."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        safe = ["".join(c if c.isalnum() or c in "-_." else "_" for c in n) for n in self.names]
+        if len(set(safe)) != len(safe):
+            raise ValueError(f"save_interfacegan: names {list(self.names)} collide as file names")
+        return [write_interfacegan_boundary(directory / f"{prefix}{s}_boundary.npy", self[n])
+                for n, s in zip(self.names, safe)]
+
+    @classmethod
+    def from_tlgan(cls, path: str | Path) -> "Axes":
+        """Axes from TL-GAN's feature_direction_*.pkl ({'direction': [d, k], 'name': [k]};
+        read through an allow-list of NumPy globals only). TL-GAN's axes live in z."""
+        directions, names = read_tlgan_directions(path)
+        try:
+            return cls.from_vectors(directions, tuple(names), method="tlgan",
+                                    metadata={"latent_space": "z", "source": "tlgan",
+                                              "files": [str(path)]})
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    def save_tlgan(self, path: str | Path) -> Path:
+        """Write TL-GAN's feature_direction pickle ({'direction': [d, k] float64, 'name':
+        [k]}, readable by TL-GAN's own scripts with any NumPy). z axes only: TL-GAN has no
+        other space."""
+        if self.latent_space != "z":
+            raise ValueError(f"save_tlgan: TL-GAN's directions live in z; these axes are in "
+                             f"{self.latent_space} (use save_interfacegan or save)")
+        return write_tlgan_directions(path, np.asarray(self.directions), self.names)
+
     def __repr__(self) -> str:
         return (f"Axes(latent_dim={self.latent_dim}, names={list(self.names)}, "
                 f"method={self.method!r})")
 
 
-def jsonable(x: Any) -> Any:
-    """Plain Python data for JSON: arrays to lists, numpy/jax scalars to numbers, non-finite
-    floats to None."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, (jax.Array, np.ndarray, np.generic)):
-        return jsonable(np.asarray(x).tolist())
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, Path):
-        return str(x)
-    return x
+def _boundary_name(path) -> str:
+    name = Path(path).name
+    for suffix in (".npy", "_boundary"):
+        name = name[:-len(suffix)] if name.endswith(suffix) else name
+    return name
+
+
+def orthogonal_to_others(axes: Axes, names: Sequence[str] | None = None,
+                         strict: bool = True) -> np.ndarray:
+    """[d, len(names)] float32: each axis of `names` (default: all) with every OTHER axis
+    locked (`locked_directions` in float64, the others in index order): its projection on
+    their span removed, re-normalised. Other axes that repeat or depend on earlier ones add
+    nothing to the span and are fine. An axis inside that span raises ValueError, or with
+    `strict=False` leaves its column NaN."""
+    names = tuple(axes.names if names is None else names)
+    d = np.asarray(axes.directions, np.float64)
+    out = np.full((d.shape[0], len(names)), np.nan, np.float32)
+    for j, a in enumerate(names):
+        i = axes.index(a)
+        cols = [c for c in range(d.shape[1]) if c != i] + [i]
+        moved, ok = locked_directions(d[:, cols], np.arange(len(cols)) < len(cols) - 1)
+        if ok[-1]:
+            out[:, j] = moved[:, -1]
+        elif strict:
+            raise ValueError(f"axis {a!r} lies in the span of the other axes; nothing is left "
+                             f"after locking them")
+    return out
+
+
+def _text(a: np.ndarray, path: Path, key: str) -> str:
+    if a.dtype.kind != "U" or a.ndim != 0:
+        raise ValueError(f"{path}: '{key}' must be a string, got dtype {a.dtype} and shape "
+                         f"{a.shape}; not an axes file written by Axes.save")
+    return str(a)
+
+
+def _json_object(a: np.ndarray, path: Path, key: str) -> dict:
+    """A JSON object stored as a 0-d string; ValueError naming the file otherwise."""
+    try:
+        value = json.loads(_text(a, path, key))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: {key} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: {key} is nested too deeply") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: {key} must be a JSON object ({{...}}), got "
+                         f"{type(value).__name__}")
+    return value
 
 
 def _to_json(x: Any, what: str) -> str:
@@ -361,3 +491,38 @@ def _to_json(x: Any, what: str) -> str:
 def load_axes(path: str | Path, latent_dim: int | None = None, **kwargs) -> Axes:
     """`Axes.load`: an axes file written by `Axes.save` (e.g. WORKDIR/axes.npz of a run)."""
     return Axes.load(path, latent_dim, **kwargs)
+
+
+def models_named_by_axes(metadata: dict, source: str | Path, generator: str | None = None,
+                         extractors: Sequence[str] | None = None, *,
+                         flags: tuple[str, str] = ("--generator", "--extractors")
+                         ) -> tuple[str, list[str]]:
+    """(generator name, extractor names) to use with axes whose `metadata` was read from the
+    file `source`: the user's `generator` / `extractors` when given, else those the metadata
+    names, else the embedded default. An axes file must not decide which files are opened:
+    a model it names that reads a file (`pggan:PATH`, `celeba40:DIR`) is refused with a
+    ValueError unless the user names it too (`flags` say how, in the message)."""
+    if generator is None and "generator" in metadata:
+        named = metadata["generator"]
+        if not isinstance(named, str) or not named:
+            raise ValueError(f"{source}: metadata field 'generator' must be a generator name, "
+                             f"got {named!r}; pass {flags[0]} NAME")
+        if named not in BUILTIN_GENERATORS:
+            raise ValueError(f"{source}: the axes name generator {named!r}, not one of the "
+                             f"built-in {list(BUILTIN_GENERATORS)}; an axes file does not "
+                             f"choose which files are opened: pass {flags[0]} NAME yourself "
+                             f"({flags[0]} {named} if you trust that file)")
+        generator = named
+    if extractors is None and "extractors" in metadata:
+        named = metadata["extractors"]
+        if not isinstance(named, list) or not all(isinstance(e, str) and e for e in named):
+            raise ValueError(f"{source}: metadata field 'extractors' must be a list of "
+                             f"extractor names, got {named!r}; pass {flags[1]} A,B")
+        files = [e for e in named if e not in BUILTIN_EXTRACTORS]
+        if files:
+            raise ValueError(f"{source}: the axes name extractor(s) {files}, not among the "
+                             f"built-in {list(BUILTIN_EXTRACTORS)}; an axes file does not "
+                             f"choose which files are opened: pass {flags[1]} A,B yourself "
+                             f"({flags[1]} {','.join(named)} if you trust those files)")
+        extractors = named
+    return generator or EMBEDDED_GENERATOR, list(extractors or EMBEDDED_EXTRACTORS)

@@ -88,8 +88,9 @@ def flag(default: Any, help: str, **checks) -> Any:
 def generator_flag(default: str = _generators.EMBEDDED_GENERATOR) -> Any:
     """The --generator field every job shares."""
     return flag(default, "Generator: digiface64 (embedded default, 64x64 DCGAN), "
-                "pggan:PATH.pkl (NVIDIA's official pg-GAN pickle; see the README) or pggan1024 "
-                "(random weights, benchmarks).")
+                "pggan:PATH.pkl (NVIDIA's official pg-GAN pickle; see the README), "
+                "stylegan2:PATH.pkl (NVIDIA's official StyleGAN2 pickle), or pggan1024 / "
+                "stylegan2-1024 (random weights, benchmarks).")
 
 
 def extractors_flag(default: Sequence[str] = _extractors.EMBEDDED_EXTRACTORS, *,
@@ -170,12 +171,18 @@ def check_fields(cfg) -> None:
 
 # ----------------------------------------------------------------------------- common checks
 
-def check_generator(name: str, field: str = "generator") -> None:
-    """The generator name is known and its file, if it names one, exists (nothing loaded)."""
+def check_generator(name: str, field: str = "generator", *,
+                    latent_space: str | None = None) -> None:
+    """The generator name is known and its file, if it names one, exists (nothing loaded);
+    with `latent_space` w or w+, it is a style-based generator (StyleGAN2) that has one."""
     try:
         _generators.check_name(name)
     except (ValueError, OSError) as e:
         raise ConfigError(field, str(e), name) from None
+    if latent_space not in (None, "z") and not _generators.is_stylegan2(name):
+        raise ConfigError("latent_space", f"{name} has only a z space (W and W+ belong to "
+                          f"style-based generators: stylegan2:PATH.pkl, stylegan2-1024); use "
+                          f"--latent_space=z", latent_space)
 
 
 def check_extractors(names: Sequence[str], field: str = "extractors") -> None:
@@ -229,14 +236,11 @@ def check_axes(path: str, field: str = "axes", **names: Sequence[str]) -> Axes:
     """The axes file read (no model loaded); names: {flag: attribute names that must be among
     its axes}, e.g. check_axes(cfg.axes, lock=cfg.lock)."""
     check_file(path, field, "axes file")
-    with open(Path(path).expanduser(), "rb") as f:
-        if f.read(4) != b"PK\x03\x04":              # an .npz is a zip archive
-            raise ConfigError(field, "not an axes file (an axes.npz written by "
-                              "experiments/discover_axes.py or Axes.save)", path)
     try:
-        axes = Axes.load(path)
-    except ValueError as e:
-        raise ConfigError(field, f"{e}", path) from None
+        axes = Axes.load(Path(path).expanduser())
+    except (ValueError, OSError) as e:           # Axes.load names the file: said once here
+        message = str(e).removeprefix(f"{Path(path).expanduser()}: ")
+        raise ConfigError(field, message, path) from None
     for flag_name, wanted in names.items():
         unknown = [n for n in wanted if n not in axes.names]
         if unknown:
@@ -246,9 +250,10 @@ def check_axes(path: str, field: str = "axes", **names: Sequence[str]) -> Axes:
 
 
 def check_latents(axes: Axes, gen, field: str = "axes", value: Any = dataclasses.MISSING):
-    """The axes live in gen's latent space (ConfigError naming `field` otherwise)."""
+    """The axes live in gen's latent space, the same space (z, w, w+) and size (ConfigError
+    naming `field` otherwise)."""
     try:
-        axes.check_latent_dim(gen.latent_dim, gen.name)
+        axes.check_generator(gen)
     except ValueError as e:
         raise ConfigError(field, str(e), value) from None
 

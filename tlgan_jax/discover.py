@@ -1,4 +1,5 @@
-"""The main job, end to end: sample and label, fit axes, evaluate edits, write results.
+"""The main job, end to end: sample and label, fit axes, evaluate edits, write results; and
+`default_axes`, the same sampling and fit for (generator, extractors), cached.
 
 WORKDIR/
   samples/            (z, y) shards of the sampling run (resumable)
@@ -14,25 +15,30 @@ only on the evaluation faces, never on the samples the axes are fitted on.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import importlib.metadata
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
+from absl import logging
+from tqdm.auto import tqdm
 
-from tlgan_jax.axes import Axes, jsonable
+from tlgan_jax.axes import Axes
 from tlgan_jax.editing import edit_directions, edit_report, judges_for, render_traversal
-from tlgan_jax.fit import fit_axes, method_targets
+from tlgan_jax.files import atomic_write, file_lock, write_json
+from tlgan_jax.fit import fit_axes_in, method_targets
 from tlgan_jax.generators import Generator
 from tlgan_jax.plots import image_grid, save_png
-from tlgan_jax.progress import Progress
 from tlgan_jax.sampling import Sampler
+from tlgan_jax.store import Samples
+from tlgan_jax.weights import pinned
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class DiscoverConfig:
     num_samples: int = 16384
     seed: int = 0
@@ -45,6 +51,7 @@ class DiscoverConfig:
     traversal_faces: int = 6
     traversal_steps: tuple[float, ...] = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
     progress: bool = True
+    latent_space: str = "z"          # z, or w / w+ for style-based generators (StyleGAN2)
 
 
 def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path,
@@ -59,6 +66,7 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     timings = {}
+    gen.check_space(cfg.latent_space)
     sampler = Sampler(gen, extractors, batch_size=cfg.batch_size)
     t = time.perf_counter()
     samples = sampler.run(cfg.seed, cfg.num_samples, workdir / "samples",
@@ -66,17 +74,12 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     timings["sampling_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    z = np.asarray(gen.canonical_latents(samples.z))
-    y, binary = method_targets(cfg.method, samples.y, samples.binary, cfg.logit_clip)
-    _say(cfg, f"fitting {len(samples.names)} axes ({cfg.method}) on {len(z)} samples...")
-    axes = fit_axes(z, y, method=cfg.method, names=samples.names, binary=binary,
-                    key=jax.random.key(cfg.seed + 1))
+    _say(cfg, f"fitting {len(samples.names)} axes ({cfg.method}) on {len(samples.z)} samples "
+              f"in {cfg.latent_space} space...")
+    axes = fit_samples(sampler, samples, cfg)
     timings["fit_s"] = time.perf_counter() - t
     _say(cfg, f"fitted in {timings['fit_s']:.1f} s")
-    axes = axes.with_metadata(generator=gen.name, latent_dim=gen.latent_dim,
-                              extractors=[e.name for e in sampler.extractors],
-                              num_samples=cfg.num_samples, seed=cfg.seed,
-                              logit_clip=cfg.logit_clip if cfg.method == "ols" else None)
+    gen_z, gen = gen, gen.in_space(cfg.latent_space)   # evaluation and traversals in that space
     axes.save(workdir / "axes.npz")
 
     t = time.perf_counter()
@@ -85,12 +88,14 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     if judges or descriptor is not None:
         extra = list(judges) + ([descriptor.as_extractor()] if descriptor is not None else [])
         evaluator = Sampler(gen, list(sampler.extractors) + extra, batch_size=cfg.batch_size)
+    elif gen is not gen_z:
+        evaluator = Sampler(gen, list(sampler.extractors), batch_size=cfg.batch_size)
     else:
         evaluator = sampler
     if groups is None:
         from tlgan_jax.extractors import EQUIVALENT_ATTRIBUTES as groups
-    with Progress(cfg.eval_faces * (1 + 4 * len(axes.names)), "evaluating edits", unit="faces",
-                  enabled=cfg.progress) as bar:
+    with tqdm(total=cfg.eval_faces * (1 + 4 * len(axes.names)), desc="evaluating edits",
+              unit="faces", disable=not cfg.progress) as bar:
         label = _counting(evaluator.label, bar, 4 * evaluator.batch_size)
         kw = dict(step=cfg.eval_step, y0=label(z_eval),
                   judges=judges_for(axes.names, evaluator.names, groups),
@@ -104,16 +109,66 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
                      title=f"({cfg.method}, {cfg.num_samples} samples)", progress=cfg.progress)
     timings["traversals_s"] = time.perf_counter() - t
 
-    summary = {"generator": gen.name, "extractors": [e.name for e in sampler.extractors],
+    summary = {"generator": gen_z.name, "latent_space": cfg.latent_space,
+               "extractors": [e.name for e in sampler.extractors],
                "judges": [e.name for e in judges],
                "descriptor": descriptor.name if descriptor is not None else None,
                "method": cfg.method, "num_samples": cfg.num_samples, "seed": cfg.seed,
                "diagnostics": axes.diagnostics, "edits": free.as_dict(),
                "edits_locked": locked.as_dict(), "timings": timings,
                "samples_per_second": cfg.num_samples / max(timings["sampling_s"], 1e-9)}
-    (workdir / "summary.json").write_text(json.dumps(jsonable(summary), indent=1, allow_nan=False))
-    (workdir / "summary.md").write_text(summary_markdown(summary))
+    write_json(workdir / "summary.json", summary)
+    atomic_write(workdir / "summary.md", summary_markdown(summary))
     return axes, summary
+
+
+def fit_samples(sampler: Sampler, samples: Samples, cfg: DiscoverConfig = DiscoverConfig()
+                ) -> Axes:
+    """Step 4 of the main job: `cfg.method` fitted in `cfg.latent_space` (z: the generator's
+    canonical latents; w / w+ of style-based generators) on `fit.method_targets` of the scores
+    (OLS: binary logits clipped to ±cfg.logit_clip, as TL-GAN), split key key(seed + 1);
+    metadata names generator, extractors and sampling."""
+    gen = sampler.gen
+    y, binary = method_targets(cfg.method, samples.y, samples.binary, cfg.logit_clip)
+    axes = fit_axes_in(gen, samples.z, y, cfg.latent_space, w=samples.w, method=cfg.method,
+                       names=samples.names, binary=binary, key=jax.random.key(cfg.seed + 1))
+    return axes.with_metadata(generator=gen.name, latent_dim=gen.space_dim(cfg.latent_space),
+                              extractors=[e.name for e in sampler.extractors],
+                              num_samples=int(samples.z.shape[0]), seed=cfg.seed,
+                              logit_clip=cfg.logit_clip if cfg.method == "ols" else None)
+
+
+def default_axes(gen: Generator, extractors: Sequence[Any], *, num_samples: int = 8192,
+                 seed: int = 0, method: str = "ols", cache_dir: str | Path | None = None,
+                 progress: bool = False) -> Axes:
+    """The one way to get axes for (generator, extractors) without a workdir: sampled and
+    fitted exactly as `discover_axes` does (its DiscoverConfig defaults, `fit_samples`),
+    cached as an axes.npz under `cache_dir` (default: the weight cache's ``axes/``), keyed by
+    generator, extractor names, method, sample count, seed, logit clip, shard size and the
+    package version; only the first call samples and fits (under a file lock)."""
+    cfg = DiscoverConfig(num_samples=num_samples, seed=seed, method=method, progress=progress)
+    sampler = Sampler(gen, extractors, batch_size=cfg.batch_size)
+    key = {"generator": gen.name, "extractors": [e.name for e in sampler.extractors],
+           "method": cfg.method, "num_samples": cfg.num_samples, "seed": cfg.seed,
+           "logit_clip": cfg.logit_clip, "shard_size": cfg.shard_size, "version": _version()}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    cache_dir = Path(cache_dir) if cache_dir is not None else pinned.cache_dir() / "axes"
+    path = cache_dir / f"{_safe(gen.name)[-40:]}-{cfg.method}-{cfg.num_samples}-{digest}.npz"
+    with file_lock(path):
+        if path.is_file():
+            return Axes.load(path, gen.latent_dim, gen.name)
+        samples = sampler.run(cfg.seed, cfg.num_samples, shard_size=cfg.shard_size,
+                              progress=cfg.progress)
+        axes = fit_samples(sampler, samples, cfg).with_metadata(default_axes=key)
+        axes.save(path)
+    return axes
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("tlgan_jax")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def judges_to_load(spec: Sequence[str], extractor_names: Sequence[str]) -> tuple[str, ...]:
@@ -139,31 +194,33 @@ def relevant_judges(judges: Sequence[Any], extractors: Sequence[Any],
 
 def write_traversals(gen: Generator, axes: Axes, z, out_dir: str | Path,
                      steps: Sequence[float], names: Sequence[str] | None = None,
-                     lock: Sequence[str] = (), *, title: str = "", cell: int | None = None,
+                     lock: Sequence[str] = (), *, layers: Sequence[int] | None = None,
+                     title: str = "", cell: int | None = None,
                      progress: bool = True) -> list[Path]:
-    """One PNG per attribute, out_dir/traversal_<name>.png: the faces z (rows) moved along the
-    attribute's axis (columns: `steps`), with the attributes in `lock` held fixed (TL-GAN's
-    lock: the moved axis made orthogonal to the locked ones)."""
+    """One PNG per attribute, out_dir/traversal_<name>.png: the faces z (rows, in gen's latent
+    space) moved along the attribute's axis (columns: `steps`), with the attributes in `lock`
+    held fixed (TL-GAN's lock: the moved axis made orthogonal to the locked ones). layers: W /
+    W+ axes applied only to those style inputs (`editing.render_traversal`)."""
     names = list(names or axes.names)
     z = np.asarray(z)
     paths = []
-    with Progress(len(names), "rendering traversals", unit="attributes",
-                  enabled=progress) as bar:
+    with tqdm(total=len(names), desc="rendering traversals", unit="attributes",
+              disable=not progress) as bar:
         for name in names:
             held = [n for n in lock if n != name]
             direction = np.asarray(edit_directions(axes, [name], held))[:, 0]
-            imgs = render_traversal(gen, z, direction, steps)
+            imgs = render_traversal(gen, z, direction, steps, layers=layers)
             head = " ".join(p for p in (name, title) if p)
+            head += f" (locked: {', '.join(held)})" if held else ""
+            head += f" (style inputs {layers[0]}..{layers[-1]})" if layers else ""
             grid = image_grid(imgs, row_labels=[f"face {k}" for k in range(len(z))],
-                              col_labels=[f"{s:+g}" for s in steps],
-                              title=head + (f" (locked: {', '.join(held)})" if held else ""),
-                              cell=cell)
+                              col_labels=[f"{s:+g}" for s in steps], title=head, cell=cell)
             paths.append(save_png(grid, Path(out_dir) / f"traversal_{_safe(name)}.png"))
             bar.update(1)
     return paths
 
 
-def _counting(label: Callable[[np.ndarray], np.ndarray], bar: Progress, chunk: int):
+def _counting(label: Callable[[np.ndarray], np.ndarray], bar: tqdm, chunk: int):
     """`label` run in chunks of `chunk` rows, each counted on the progress bar."""
     def counted(z):
         z = np.asarray(z)
@@ -177,7 +234,7 @@ def _counting(label: Callable[[np.ndarray], np.ndarray], bar: Progress, chunk: i
 
 def _say(cfg: DiscoverConfig, message: str) -> None:
     if cfg.progress:
-        print(message, file=sys.stderr, flush=True)
+        logging.info(message)
 
 
 def _safe(name: str) -> str:

@@ -2,6 +2,8 @@
 
     z' = c(z) + sum_a  t_a * n_a
 
+The same in W or W+ for a style-based generator (its view `gen.in_space("w")`, axes fitted
+there); layer-wise: w+'[l] = w + sum_a t_a n_a for the chosen style inputs l only.
 c is the generator's latent convention (identity for N(0, I) latents; for pg-GAN, which
 pixel-normalises its input, the point on the sphere of radius sqrt(d) that the network
 actually sees), n_a are unit axes (after `Axes.disentangle(lock)` when attributes are
@@ -36,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tlgan_jax.axes import DEGENERATE_TOL, Axes
+from tlgan_jax.axes import Axes, orthogonal_to_others
 from tlgan_jax.extractors import descriptor_distance
 from tlgan_jax.generators import Generator
 
@@ -51,10 +53,18 @@ def edit_directions(axes: Axes, names: Sequence[str], lock: Sequence[str] = ()) 
 
 
 def edit_latents(gen: Generator, z, axes: Axes, amounts: Mapping[str, float],
-                 lock: Sequence[str] = ()) -> jax.Array:
-    """z' = c(z) + sum_a t_a n_a for amounts {attribute: t_a}; z: [N, d]."""
-    axes.check_latent_dim(gen.latent_dim, gen.name)
+                 lock: Sequence[str] = (), *, layers: Sequence[int] | None = None) -> jax.Array:
+    """z' = c(z) + sum_a t_a n_a for amounts {attribute: t_a}; z: [N, d].
+
+    gen and z are in the axes' latent space (`gen.in_space(axes.latent_space)`, latents from
+    `gen.encode(z, space)`); other spaces are refused. layers (w and w+ axes of a style-based
+    generator): apply the edit only to those style inputs (e.g. range(0, 4): coarse); the
+    result is then w+ latents [N, num_ws·w_dim], to render with `gen.in_space("w+")`."""
+    axes.check_generator(gen)
     z = gen.check_latents(z)
+    if layers is not None:
+        delta = edit_latents(gen, jnp.zeros_like(z), axes, amounts, lock)   # Σ t_a n_a
+        return to_wplus(gen, z) + layer_direction(gen, delta, layers)
     names = list(amounts)
     unknown = [n for n in names if n not in axes.names]
     if unknown:
@@ -68,6 +78,65 @@ def edit_latents(gen: Generator, z, axes: Axes, amounts: Mapping[str, float],
     return gen.canonical_latents(z) + jnp.asarray(t) @ dirs.T
 
 
+def to_wplus(gen: Generator, latents) -> jax.Array:
+    """w or w+ latents of a style-based generator's view -> w+ [N, num_ws·w_dim]."""
+    if gen.latent_space not in ("w", "w+"):
+        raise ValueError(f"{gen.name}: layer-wise edits need W or W+ latents (gen.in_space('w')"
+                         f" of a style-based generator), not {gen.latent_space}")
+    latents = gen.check_latents(latents)
+    if gen.latent_space == "w+":
+        return latents
+    ws = gen.w_space
+    return ws.broadcast(latents).reshape(latents.shape[0], ws.num_ws * ws.w_dim)
+
+
+def layer_direction(gen: Generator, direction, layers: Sequence[int]) -> jax.Array:
+    """A w or w+ direction (or a batch of them, [..., d]) of `gen`'s view restricted to the
+    style inputs `layers`, as a w+ direction [..., num_ws·w_dim]: a w direction is used for
+    each of those inputs (GANSpace's layer-wise edit), a w+ direction keeps its rows there;
+    every other input is left unchanged."""
+    if gen.latent_space not in ("w", "w+"):
+        raise ValueError(f"{gen.name}: layer-wise edits need W or W+ axes and latents "
+                         f"(gen.in_space('w') of a style-based generator), not "
+                         f"{gen.latent_space}")
+    ws = gen.w_space
+    layers = sorted({int(i) for i in layers})
+    if not layers or layers[0] < 0 or layers[-1] >= ws.num_ws:
+        raise ValueError(f"{gen.name}: layers must be a non-empty subset of 0..{ws.num_ws - 1} "
+                         f"(the style inputs), got {list(layers)}")
+    d = jnp.asarray(direction, jnp.float32)
+    mask = np.zeros((ws.num_ws, 1), np.float32)
+    mask[layers] = 1.0
+    if gen.latent_space == "w":
+        rows = d[..., None, :] * mask
+    else:
+        rows = d.reshape(*d.shape[:-1], ws.num_ws, ws.w_dim) * mask
+    return rows.reshape(*d.shape[:-1], ws.num_ws * ws.w_dim)
+
+
+def parse_layers(text: str | None, num_ws: int | None = None) -> list[int] | None:
+    """'START:STOP' (either end may be empty, Python slice semantics) -> the style-input indices
+    range(num_ws)[START:STOP]; None for None. ValueError for another form or, with `num_ws`,
+    a selection of no input. Without `num_ws` only the form is checked (returns [])."""
+    if text is None:
+        return None
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start = int(parts[0]) if parts[0] else None
+        stop = int(parts[1]) if parts[1] else None
+    except ValueError:
+        raise ValueError(f"must be START:STOP (e.g. 0:4 coarse, 4:8 middle, 8: fine), got "
+                         f"{text!r}") from None
+    if num_ws is None:
+        return []
+    layers = list(range(num_ws))[start:stop]
+    if not layers:
+        raise ValueError(f"{text} selects no style input (there are {num_ws})")
+    return layers
+
+
 def traversal_latents(gen: Generator, z, direction, steps: Sequence[float]) -> jax.Array:
     """[F, S, d]: each of F faces moved by each step t along the unit `direction` [d]."""
     z = gen.canonical_latents(gen.check_latents(z))
@@ -76,8 +145,12 @@ def traversal_latents(gen: Generator, z, direction, steps: Sequence[float]) -> j
 
 
 def render_traversal(gen: Generator, z, direction, steps: Sequence[float],
-                     batch_size: int = 64) -> np.ndarray:
-    """Images [F, S, R, R, 3] of `traversal_latents` (rendered in batches)."""
+                     batch_size: int = 64, *, layers: Sequence[int] | None = None) -> np.ndarray:
+    """Images [F, S, R, R, 3] of `traversal_latents` (rendered in batches). layers: a w / w+
+    direction applied only to those style inputs (`layer_direction`), rendered in W+."""
+    if layers is not None:
+        z, direction = to_wplus(gen, z), layer_direction(gen, direction, layers)
+        gen = gen.in_space("w+")
     zz = traversal_latents(gen, z, direction, steps)
     f, s, d = zz.shape
     flat = zz.reshape(f * s, d)
@@ -124,30 +197,6 @@ class EditReport:
         return d
 
 
-def orthogonal_to_others(axes: Axes, names: Sequence[str] | None = None,
-                         strict: bool = True) -> np.ndarray:
-    """[d, k]: the axis of each of `names` with its projection on the span of every other axis
-    removed, re-normalised (TL-GAN's lock of all the others). The span is taken by rank (SVD),
-    so repeated or dependent other axes are fine. An axis inside that span raises ValueError,
-    or with `strict=False` leaves its column NaN."""
-    names = tuple(names or axes.names)
-    d = np.asarray(axes.directions, np.float64)
-    out = np.full((d.shape[0], len(names)), np.nan, np.float32)
-    for j, a in enumerate(names):
-        i = axes.names.index(a)
-        u, s, _ = np.linalg.svd(np.delete(d, i, axis=1), full_matrices=False)
-        basis = u[:, s > DEGENERATE_TOL * s[0]] if s.size and s[0] > 0 else u[:, :0]
-        n = d[:, i] / np.linalg.norm(d[:, i])
-        r = n - basis @ (basis.T @ n)
-        norm = np.linalg.norm(r)
-        if norm > DEGENERATE_TOL:
-            out[:, j] = r / norm
-        elif strict:
-            raise ValueError(f"axis {a!r} lies in the span of the other axes; nothing is left "
-                             f"after locking them")
-    return out
-
-
 def scores_after_edits(label: Label, z: np.ndarray, directions: np.ndarray,
                        step: float) -> tuple[np.ndarray, np.ndarray]:
     """(y(z + λ n_j), y(z − λ n_j)), each [k, N, m], for directions [k, d]: every edit of
@@ -166,14 +215,14 @@ def edit_effects(y0: np.ndarray, y_plus: np.ndarray, y_minus: np.ndarray, cols: 
     y0 [N, m] and the scores after edits y_plus/y_minus [k, N, m]; edit j targets column
     cols[j]; `scale` [m] the units s (default 1)."""
     y0 = np.asarray(y0)
-    cols = np.asarray(cols, int)
-    rows = np.arange(len(cols))
-    up = np.mean(y_plus[rows, :, cols] > y0[:, cols].T, axis=1)
-    down = np.mean(y_minus[rows, :, cols] < y0[:, cols].T, axis=1)
+    c = np.asarray(cols, int)
+    rows = np.arange(len(c))
+    up = np.mean(y_plus[rows, :, c] > y0[:, c].T, axis=1)
+    down = np.mean(y_minus[rows, :, c] < y0[:, c].T, axis=1)
     delta = np.mean(np.asarray(y_plus, np.float64) - y_minus, axis=1)          # [k, m]
     if scale is not None:
         delta = delta / np.asarray(scale, np.float64)[None, :]
-    own = delta[rows, cols][:, None]
+    own = delta[rows, c][:, None]
     ent = np.divide(delta, own, out=np.full_like(delta, np.nan), where=own != 0)
     return up, down, ent
 

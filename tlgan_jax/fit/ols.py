@@ -98,7 +98,7 @@ def ols_solve(m: ShiftedMoments, ridge: float = 0.0) -> tuple[jax.Array, jax.Arr
     chol = jnp.linalg.cholesky(cov)
 
     def solve(c, rhs):
-        return jax.vmap(lambda l, r: jax.scipy.linalg.cho_solve((l, True), r))(c, rhs)
+        return jax.vmap(lambda low, r: jax.scipy.linalg.cho_solve((low, True), r))(c, rhs)
 
     coef = solve(chol, cross)
     residual = cross - jnp.einsum("fde,fek->fdk", cov, coef, precision=HIGHEST)

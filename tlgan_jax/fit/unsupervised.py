@@ -16,16 +16,12 @@ and report coef = slope · c_j* with slope = cov(z·c_j*, y_a) / var(z·c_j*) (s
 unit step, as for OLS) and the matching intercept. `candidate` (j*) and `candidate_corr`
 (|corr|) are per-attribute diagnostics.
 
-Which weight and which activation (`first_layer_weight`, `first_layer_features`), per
-generator family, recognised from the parameter names:
-  DCGAN (params['project']['kernel'] [d, 4, 4, C]): W = kernel reshaped [d, 16·C] (eval-mode
-      BatchNorm is folded into it: a per-column scale, which the column normalisation
-      removes); GANSpace activation f(z) = relu(project(z)), the 4×4×C first feature map.
-  pg-GAN (params['4x4']['Dense']['weight'] [d, 16·C]): W as stored (SeFa's
-      `4x4/Dense/weight`; the equalised-lr constant does not change the eigenvectors);
-      f(z) = PN(lrelu(dense(PN(z)))), the first layer's output.
-A generator can also say it itself: `gen.info["first_layer_weight"]` (an array [d, m]) and
-`gen.info["features"]` (a function (params, z) -> [N, m]) take precedence.
+Which weight and which activation: the generator's own hooks `gen.first_layer(params)` (W
+[d, m]) and `gen.features(params, z)` (see tlgan_jax.generators.core; DCGAN: the `project`
+kernel and relu(project(z)); pg-GAN: `4x4/Dense/weight` and PN(lrelu(dense(PN(z))))).
+  StyleGAN2: in z, the mapping's Dense0 weight and f(z) = w; in W (`gen.in_space("w")`), SeFa's
+      W is the style weights of every conv layer and the last ToRGB side by side (SeFa's
+      'all' layers) and GANSpace's activation is w itself (PCA in W); none in W+.
 """
 from __future__ import annotations
 
@@ -45,72 +41,29 @@ FeatureFn = Callable[[jax.Array], jax.Array]      # z [N, d] -> activations [N, 
 
 # ----------------------------------------------------------------------------- generator hooks
 
-def _generator_family(gen) -> str:
-    params = gen.params
-    if isinstance(params, dict) and "kernel" in params.get("project", {}):
-        return "dcgan"
-    if isinstance(params, dict) and "weight" in params.get("4x4", {}).get("Dense", {}):
-        return "pggan"
-    keys = sorted(params)[:6] if isinstance(params, dict) else type(params).__name__
-    raise ValueError(f"generator {gen.name!r}: unknown parameter layout (top-level keys "
-                     f"{keys}); "
-                     f"SeFa/GANSpace know DCGAN ('project/kernel') and pg-GAN "
-                     f"('4x4/Dense/weight'): pass weight=/features= (or directions=) yourself, "
-                     f"or set gen.info['first_layer_weight'] / gen.info['features']")
+def _hook(gen, name: str, instead: str):
+    hook = getattr(gen, name, None)
+    if hook is None:
+        raise ValueError(f"generator {gen.name!r} has no {name!r} hook (see "
+                         f"tlgan_jax.generators.core): pass {instead}= (or directions=) "
+                         f"yourself, or build the Generator with {name}=...")
+    return hook
 
 
 def first_layer_weight(gen) -> np.ndarray:
-    """The matrix W [latent_dim, m] of the generator's first layer h = z·W (see module doc)."""
-    if "first_layer_weight" in gen.info:
-        w = np.asarray(gen.info["first_layer_weight"], np.float32)
-    elif _generator_family(gen) == "dcgan":
-        kernel = np.asarray(gen.params["project"]["kernel"], np.float32)
-        w = kernel.reshape(kernel.shape[0], -1)
-    else:
-        w = np.asarray(gen.params["4x4"]["Dense"]["weight"], np.float32)
+    """The matrix W [latent_dim, m] of the generator's first layer h = z·W (its
+    `first_layer` hook)."""
+    w = np.asarray(_hook(gen, "first_layer", "weight")(gen.params), np.float32)
     if w.ndim != 2 or w.shape[0] != gen.latent_dim:
         raise ValueError(f"generator {gen.name!r}: first-layer weight has shape {w.shape}, "
                          f"expected [latent_dim={gen.latent_dim}, m]")
     return w
 
 
-def _pixel_norm(x, eps: float = 1e-8):
-    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
-
-
 def first_layer_features(gen) -> FeatureFn:
-    """z [N, d] -> the generator's first activation [N, m], flattened (see module doc)."""
-    if "features" in gen.info:
-        fn = gen.info["features"]
-        return lambda z: fn(gen.params, z)
-    family = _generator_family(gen)
-    if family == "dcgan":
-        p = gen.params["project"]
-        kernel = jnp.asarray(p["kernel"], jnp.float32)
-        w = kernel.reshape(kernel.shape[0], -1)                       # [d, 4·4·C], (y, x, c)
-        b = jnp.tile(jnp.asarray(p["bias"], jnp.float32), 16)
-
-        def dcgan_features(z):
-            return jax.nn.relu(jnp.dot(z, w, precision=HIGHEST) + b)
-        return dcgan_features
-
-    cfg = gen.info.get("config", {})
-    p = gen.params["4x4"]["Dense"]
-    w = jnp.asarray(p["weight"], jnp.float32)
-    d = w.shape[0]
-    scale = float(np.float32(np.sqrt(2) / 4 / np.sqrt(d))) if cfg.get("use_wscale", True) else 1.0
-    b = jnp.asarray(p["bias"], jnp.float32)
-    eps = cfg.get("pixelnorm_epsilon", 1e-8)
-    pn_in, pn_out = cfg.get("normalize_latents", True), cfg.get("use_pixelnorm", True)
-    slope = 0.2 if cfg.get("use_leakyrelu", True) else 0.0
-
-    def pggan_features(z):
-        x = _pixel_norm(z, eps) if pn_in else z
-        h = jnp.dot(x, w * scale, precision=HIGHEST).reshape(-1, b.shape[0], 4, 4)
-        h = h.transpose(0, 2, 3, 1) + b                                  # NHWC, as the network
-        h = jnp.maximum(slope * h, h)
-        return (_pixel_norm(h, eps) if pn_out else h).reshape(z.shape[0], -1)
-    return pggan_features
+    """z [N, d] -> the generator's intermediate activation [N, m] (its `features` hook)."""
+    fn = _hook(gen, "features", "features")
+    return functools.partial(fn, gen.params)
 
 
 # ----------------------------------------------------------------------------- SeFa

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tlgan_jax.generators.core import Generator
 from tlgan_jax.weights.torch_zip import load_torch_zip
 
 LATENT_DIM = 100
@@ -133,6 +134,28 @@ def apply(params, z: jax.Array) -> jax.Array:
     return DCGANGenerator().apply({"params": params}, z)
 
 
+def first_layer(params) -> jax.Array:
+    """Generator hook (generators.core): W [100, 4·4·512] of the first layer h = z·W + b, the
+    `project` kernel flattened in (y, x, c) order (eval-mode BatchNorm folded in)."""
+    kernel = jnp.asarray(params["project"]["kernel"], jnp.float32)
+    return kernel.reshape(kernel.shape[0], -1)
+
+
+def features(params, z: jax.Array) -> jax.Array:
+    """Generator hook (generators.core): the first feature map relu(project(z)) [N, 4·4·512]
+    (flattened (y, x, c)), exactly as `DCGANGenerator` computes it."""
+    with jax.default_matmul_precision("highest"):
+        h = Project(_CHANNELS[1]).apply({"params": params["project"]}, jnp.asarray(z, jnp.float32))
+    return nn.relu(h).reshape(h.shape[0], -1)
+
+
+def as_generator(params, name: str = "dcgan", info: dict | None = None) -> Generator:
+    """Wrap DCGAN params as a `Generator` (z ~ N(0, I_100), 64×64) with the SeFa/GANSpace hooks."""
+    return Generator(name=name, latent_dim=LATENT_DIM, resolution=RESOLUTION, params=params,
+                     apply=apply, latent_prior="normal", info=dict(info or {}),
+                     first_layer=first_layer, features=features)
+
+
 def init(key: jax.Array):
     """Random parameters with the layout of `convert_state_dict` (DCGAN init, zero biases)."""
     return DCGANGenerator().init(key, jnp.zeros((1, LATENT_DIM), jnp.float32))["params"]
@@ -172,7 +195,8 @@ def convert_state_dict(state_dict) -> dict:
 
 
 def load(weights_path: str | os.PathLike) -> dict:
-    """Params from the `gan-face-generate` checkpoint (weights.tar, a torch zip; no torch needed)."""
+    """Params from the `gan-face-generate` checkpoint (weights.tar, a torch zip; no torch
+    needed)."""
     checkpoint = load_torch_zip(weights_path)
     if not isinstance(checkpoint, dict) or "netG_state_dict" not in checkpoint:
         keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__

@@ -10,7 +10,8 @@ Maths (official `networks.py`, structure='linear'; NHWC inside, params keep the 
   2^r:   x = PN(act(conv3×3(up2(x)) + b))    [fused_scale: transposed 4×4 stride-2 conv,
          x = PN(act(conv3×3(x) + b))          kernel = sum of the 4 shifts of the padded 3×3]
   image: img_r = conv1×1(x_r) + b (ToRGB_lod{R-r});
-         images = lerp_clip(img_r, up2(images), lod - (R-r)) = img + (up2(images) - img)·clip(t, 0, 1)
+         images = lerp_clip(img_r, up2(images), lod - (R-r))
+                = img + (up2(images) - img)·clip(t, 0, 1)
 Output [N, R, R, C] float32, unclipped (nominal [-1, 1]).
 
 Exact shortcut: where t = clip(lod - (R-r), 0, 1) is statically 0 (all levels for the released
@@ -23,7 +24,9 @@ not built. Fast path (`dtype=bfloat16`, `conv0="subpixel"`): nearest-up2 + conv3
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import re
 from typing import Any
 
 import flax.linen as nn
@@ -33,6 +36,7 @@ import numpy as np
 
 from tlgan_jax.generators.core import Generator
 from tlgan_jax.weights.pggan_pickle import PgganNetwork, PgganPickleError
+from tlgan_jax.weights.safe_pickle import describe
 
 CONV0_MODES = ("faithful", "nearest", "subpixel", "transposed")
 _DN = ("NHWC", "HWIO", "NHWC")
@@ -114,6 +118,15 @@ def _pixel_norm(x, cfg: PgganConfig, dtype):
                                 + cfg.pixelnorm_epsilon)).astype(dtype)
 
 
+def _normalize_latents(z, cfg: PgganConfig):
+    """PN(z) in float32 when the network normalises its latents (G_paper's first step)."""
+    x = jnp.asarray(z, jnp.float32)
+    if not cfg.normalize_latents:
+        return x
+    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=1, keepdims=True)
+                             + cfg.pixelnorm_epsilon)
+
+
 def _act(x, cfg: PgganConfig):
     return jnp.maximum(x * jnp.asarray(0.2, x.dtype), x) if cfg.use_leakyrelu else jax.nn.relu(x)
 
@@ -181,7 +194,8 @@ class LatentDense(nn.Module):
     def __call__(self, x):
         w = self.param("weight", nn.initializers.normal(1.0), (x.shape[-1], self.fmaps * 16))
         b = self.param("bias", nn.initializers.zeros, (self.fmaps,))
-        w = (w.astype(jnp.float32) * _wscale(self.cfg, np.sqrt(2) / 4, x.shape[-1])).astype(self.dtype)
+        scale = _wscale(self.cfg, np.sqrt(2) / 4, x.shape[-1])
+        w = (w.astype(jnp.float32) * scale).astype(self.dtype)
         y = jnp.dot(x.astype(self.dtype), w, preferred_element_type=jnp.float32)
         y = y.reshape(-1, self.fmaps, 4, 4).transpose(0, 2, 3, 1)
         return (y + b.astype(jnp.float32)).astype(self.dtype)
@@ -272,10 +286,7 @@ class GPaper(nn.Module):
     @nn.compact
     def __call__(self, z):
         cfg, dt, r2 = self.config, self.dtype, self.config.resolution_log2
-        x = z.astype(jnp.float32)
-        if cfg.normalize_latents:
-            x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=1, keepdims=True)
-                                  + cfg.pixelnorm_epsilon)
+        x = _normalize_latents(z, cfg)
         # a level with t == 0 discards the images below it (img + (prev - img)·0 = img), so
         # the image chain starts at the last such level: earlier ToRGBs are dead code
         start = max([r for r in range(3, r2 + 1) if cfg.lerp_t(r) == 0.0], default=2)
@@ -352,7 +363,7 @@ def from_network(net: PgganNetwork) -> tuple[dict, PgganConfig]:
     config = config_from_network(net)
     try:
         return params_from_variables(net.variables, config), config
-    except ValueError as e:
+    except (ValueError, TypeError, OverflowError, ZeroDivisionError) as e:
         raise PgganPickleError(f"{net.what}: {e}") from None
 
 
@@ -361,53 +372,98 @@ _G_PAPER_DEFAULTS = dict(num_channels=1, label_size=0, fmap_base=8192, fmap_deca
                          fmap_max=512, latent_size=None, normalize_latents=True,
                          use_wscale=True, use_pixelnorm=True, pixelnorm_epsilon=1e-8,
                          use_leakyrelu=True, dtype="float32", fused_scale=True)
+# The type of each G_paper keyword used here (a value of another type is refused).
+_KINDS = dict(num_channels=int, resolution=int, label_size=int, fmap_base=int,
+              fmap_decay=float, fmap_max=int, latent_size=int, normalize_latents=bool,
+              use_wscale=bool, use_pixelnorm=bool, pixelnorm_epsilon=float, use_leakyrelu=bool,
+              dtype=str, fused_scale=bool)
+# Larger than any published pg-GAN (1024): a file cannot ask for renders of unbounded size.
+MAX_RESOLUTION = 8192
+
+
+def _setting(kw: dict, key: str, what: str):
+    """static_kwargs[key] (or G_paper's default), checked against its type in `_KINDS`."""
+    v, kind = kw[key], _KINDS[key]
+    if key == "latent_size" and v is None:
+        return None
+    if kind is int:
+        ok = type(v) is int
+    elif kind is float:
+        ok = type(v) in (int, float)
+    elif kind is bool:
+        ok = type(v) is bool or (type(v) is int and v in (0, 1))
+    else:
+        ok = type(v) is str
+    if not ok:
+        raise PgganPickleError(f"{what}: static_kwargs {key}={describe(v)} is not "
+                               f"a{'n' if kind is int else ''} {kind.__name__}")
+    return kind(v)
 
 
 def config_from_network(net: PgganNetwork) -> PgganConfig:
-    """G_paper config from static_kwargs (G_paper's defaults where absent) and the variable
-    shapes; raises PgganPickleError naming the file when they disagree."""
+    """G_paper config from static_kwargs (G_paper's defaults where absent, each type-checked)
+    and the variable shapes; raises PgganPickleError naming the file when they disagree."""
     kwargs, variables, what = net.static_kwargs, net.variables, net.what
     kw = {**_G_PAPER_DEFAULTS, **kwargs}
-    if kw["label_size"]:
-        raise PgganPickleError(f"{what}: conditional pg-GAN (label_size={kw['label_size']}) is not "
+    label_size = _setting(kw, "label_size", what)
+    if label_size:
+        raise PgganPickleError(f"{what}: conditional pg-GAN (label_size={label_size}) is not "
                                f"supported; only unconditional networks (label_size 0, e.g. "
                                f"CelebA-HQ) are")
-    if str(kw["dtype"]) != "float32":
+    if _setting(kw, "dtype", what) != "float32":
         raise PgganPickleError(f"{what}: only dtype float32 networks are supported, got "
-                               f"{kw['dtype']!r}")
+                               f"{describe(kw['dtype'])}")
     for name in ("lod", "4x4/Dense/weight"):
         if name not in variables:
             raise PgganPickleError(f"{what}: Gs is missing the variable {name!r}")
     lod = variables["lod"]
     if lod.shape != ():
         raise PgganPickleError(f"{what}: variable 'lod' must be a scalar, got shape {lod.shape}")
+    dense = variables["4x4/Dense/weight"]
+    if dense.ndim != 2:
+        raise PgganPickleError(f"{what}: variable '4x4/Dense/weight' must be 2-D, got shape "
+                               f"{dense.shape}")
     fused = any(n.endswith("/Conv0_up/weight") for n in variables)
-    if "fused_scale" in kwargs and bool(kwargs["fused_scale"]) != fused:
-        raise PgganPickleError(f"{what}: static_kwargs say fused_scale={kwargs['fused_scale']} "
-                               f"but the variables {'have' if fused else 'lack'} Conv0_up layers")
-    latent = variables["4x4/Dense/weight"].shape[0]
-    if kw["latent_size"] is not None and int(kw["latent_size"]) != latent:
-        raise PgganPickleError(f"{what}: latent_size {kw['latent_size']} does not match the "
+    if "fused_scale" in kwargs and _setting(kw, "fused_scale", what) != fused:
+        raise PgganPickleError(f"{what}: static_kwargs say fused_scale={not fused} but the "
+                               f"variables {'have' if fused else 'lack'} Conv0_up layers")
+    latent = dense.shape[0]
+    latent_size = _setting(kw, "latent_size", what)
+    if latent_size is not None and latent_size != latent:
+        raise PgganPickleError(f"{what}: latent_size {latent_size} does not match the "
                                f"Dense weight's {latent} rows")
-    num_channels = kw["num_channels"]
+    num_channels = _setting(kw, "num_channels", what)
     if "ToRGB_lod0/bias" in variables:
-        num_channels = variables["ToRGB_lod0/bias"].shape[0]
+        bias = variables["ToRGB_lod0/bias"]
+        if bias.ndim != 1:
+            raise PgganPickleError(f"{what}: variable 'ToRGB_lod0/bias' must be 1-D, got shape "
+                                   f"{bias.shape}")
+        num_channels = bias.shape[0]
+    resolution = (_setting(kw, "resolution", what) if "resolution" in kwargs
+                  else _resolution(variables))
+    if not 4 <= resolution <= MAX_RESOLUTION:
+        raise PgganPickleError(f"{what}: resolution {describe(resolution)} is outside "
+                               f"4..{MAX_RESOLUTION}")
     try:
         return PgganConfig(
-            resolution=int(kw["resolution"]) if "resolution" in kw else _resolution(variables),
-            num_channels=int(num_channels), latent_size=int(latent),
-            fmap_base=int(kw["fmap_base"]), fmap_decay=float(kw["fmap_decay"]),
-            fmap_max=int(kw["fmap_max"]), normalize_latents=bool(kw["normalize_latents"]),
-            use_wscale=bool(kw["use_wscale"]), use_pixelnorm=bool(kw["use_pixelnorm"]),
-            use_leakyrelu=bool(kw["use_leakyrelu"]),
-            pixelnorm_epsilon=float(kw["pixelnorm_epsilon"]), fused_scale=fused,
+            resolution=resolution, num_channels=num_channels, latent_size=latent,
+            fmap_base=_setting(kw, "fmap_base", what),
+            fmap_decay=_setting(kw, "fmap_decay", what),
+            fmap_max=_setting(kw, "fmap_max", what),
+            normalize_latents=_setting(kw, "normalize_latents", what),
+            use_wscale=_setting(kw, "use_wscale", what),
+            use_pixelnorm=_setting(kw, "use_pixelnorm", what),
+            use_leakyrelu=_setting(kw, "use_leakyrelu", what),
+            pixelnorm_epsilon=_setting(kw, "pixelnorm_epsilon", what), fused_scale=fused,
             lod=float(lod))
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise PgganPickleError(f"{what}: invalid G_paper settings: {e}") from None
 
 
 def _resolution(variables: dict) -> int:
-    res = [int(n.split("x")[0]) for n in variables if n[0].isdigit() and "x" in n.split("/")[0]]
+    """The largest 'RxR/...' scope among the variable names (4 if none)."""
+    res = [int(m.group(1)) for n in variables
+           if (m := re.fullmatch(r"([0-9]{1,5})x\1", n.split("/")[0]))]
     return max(res, default=4)
 
 
@@ -421,6 +477,24 @@ def random_params(key: jax.Array, config: PgganConfig = CELEBAHQ_1024):
     variables = {n: (flat[o:o + k].reshape(s) if k else np.zeros(s, np.float32))
                  for (n, s), o, k in zip(shapes, offsets, sizes)}
     return params_from_variables(variables, config)
+
+
+def first_layer(params) -> jax.Array:
+    """Generator hook (generators.core): W [latent_size, 16·nf] of the first layer, the stored
+    `4x4/Dense/weight` (SeFa's weight; the equalised-lr constant does not change the
+    eigenvectors)."""
+    return jnp.asarray(params["4x4"]["Dense"]["weight"], jnp.float32)
+
+
+def features(params, z, *, config: PgganConfig):
+    """Generator hook (generators.core): the first layer's output PN(act(dense(PN(z))))
+    [N, 4·4·nf] (NHWC, flattened), in float32 as `GPaper` computes it."""
+    nf = config.nf(1)
+    with jax.default_matmul_precision("highest"):
+        h = LatentDense(nf, config, name="Dense").apply({"params": params["4x4"]["Dense"]},
+                                                        _normalize_latents(z, config))
+    h = _pixel_norm(_act(h, config), config, jnp.float32)
+    return h.reshape(h.shape[0], -1)
 
 
 def as_generator(params, config: PgganConfig, *, dtype=jnp.float32, conv0: str = "faithful",
@@ -440,4 +514,6 @@ def as_generator(params, config: PgganConfig, *, dtype=jnp.float32, conv0: str =
     return Generator(name=name, latent_dim=config.latent_size, resolution=config.resolution,
                      params=params, apply=fn, latent_prior=prior,
                      info={"config": dataclasses.asdict(config), "dtype": jnp.dtype(dtype).name,
-                           "conv0": conv0})
+                           "conv0": conv0},
+                     first_layer=first_layer,
+                     features=functools.partial(features, config=config))

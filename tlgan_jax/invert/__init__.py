@@ -28,8 +28,13 @@ import optax
 
 from tlgan_jax.extractors import Extractor, as_extractor, check_images, stack_scores
 from tlgan_jax.generators import Generator
-from tlgan_jax.invert.photos import (MAX_PHOTO_PIXELS, PhotoError, detect_face, frame_face,
-                                    load_photo)
+from tlgan_jax.invert.photos import (
+    MAX_PHOTO_PIXELS,
+    PhotoError,
+    detect_face,
+    frame_face,
+    load_photo,
+)
 from tlgan_jax.metrics import psnr, ssim
 
 __all__ = ["MAX_PHOTO_PIXELS", "Inversion", "InversionConfig", "Inverter", "PhotoError",

@@ -28,42 +28,62 @@ class PhotoError(ValueError):
 
 
 
-
-def load_photo(source, *, max_pixels: int = MAX_PHOTO_PIXELS) -> np.ndarray:
-    """A photo as uint8 RGB [H, W, 3] from a path, raw file bytes, a PIL image or an array
-    (uint8 or [-1, 1] float, [H, W, 3] or [H, W]). EXIF orientation is applied. Raises
-    PhotoError for anything that is not a readable image or has more than max_pixels pixels."""
-    if isinstance(source, np.ndarray):
-        return _array_photo(source)
-    if isinstance(source, Image.Image):
-        img = source
+def _open_image(source) -> tuple[Image.Image, str]:
+    """Pillow's lazy open (reads the header only) of a path or raw bytes: (image, name)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise PhotoError("the photo is empty (0 bytes)", "not_image")
+        stream, what = io.BytesIO(data), "the upload"
     else:
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            data = bytes(source)
-            if not data:
-                raise PhotoError("the photo is empty (0 bytes)", "not_image")
-            stream, what = io.BytesIO(data), "the upload"
-        else:
-            path = Path(source)
-            if not path.is_file():
-                raise PhotoError(f"no such photo file: {path}")
-            stream, what = io.BytesIO(path.read_bytes()), str(path)
-        try:
-            img = Image.open(stream)
-        except Image.DecompressionBombError as e:
-            raise PhotoError(f"{what} is too large: {e}", "too_large") from None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-            raise PhotoError(f"{what} is not an image that Pillow can read (PNG, JPEG, WebP, "
-                             f"…)", "not_image") from None
+        path = Path(source)
+        if not path.is_file():
+            raise PhotoError(f"no such photo file: {path}")
+        stream, what = io.BytesIO(path.read_bytes()), str(path)
+    try:
+        return Image.open(stream), what
+    except Image.DecompressionBombError as e:
+        raise PhotoError(f"{what} is too large: {e}", "too_large") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise PhotoError(f"{what} is not an image that Pillow can read (PNG, JPEG, WebP, "
+                         f"…)", "not_image") from None
+
+
+def _check_size(img: Image.Image, max_pixels: int) -> None:
     w, h = img.size
     if w * h > max_pixels:
         raise PhotoError(f"the photo is {w}×{h} = {w * h / 1e6:.1f} megapixels; the limit is "
                          f"{max_pixels / 1e6:g} megapixels", "too_large")
     if w < 8 or h < 8:
         raise PhotoError(f"the photo is only {w}×{h} pixels; at least 8×8 is needed")
+
+
+def check_photo_header(source, *, max_pixels: int = MAX_PHOTO_PIXELS) -> None:
+    """The checks of `load_photo` that need only the file's header (readable image, size
+    limits), without decoding the pixels; raises PhotoError."""
+    img, _ = _open_image(source)
+    with img:
+        _check_size(img, max_pixels)
+
+
+def load_photo(source, *, max_pixels: int = MAX_PHOTO_PIXELS) -> np.ndarray:
+    """A photo as uint8 RGB [H, W, 3] from a path, raw file bytes, a PIL image or an array
+    (uint8 or [-1, 1] float, [H, W, 3] or [H, W]). EXIF orientation is applied; 16-bit grey
+    is scaled to 8 bits. Raises PhotoError for anything that is not a readable image or has
+    more than max_pixels pixels."""
+    if isinstance(source, np.ndarray):
+        return _array_photo(source)
+    if isinstance(source, Image.Image):
+        img, what = source, "the photo"
+    else:
+        img, what = _open_image(source)
+    _check_size(img, max_pixels)
     try:
-        img = ImageOps.exif_transpose(img)
-        return np.asarray(img.convert("RGB"), np.uint8)
+        if isinstance(source, Image.Image):
+            img = ImageOps.exif_transpose(img)             # a copy: the caller's stays as is
+        else:
+            ImageOps.exif_transpose(img, in_place=True)    # no copy of a large photo
+        return _rgb8(img, what)
     except Image.DecompressionBombError as e:
         raise PhotoError(f"the photo is too large: {e}", "too_large") from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:
@@ -71,6 +91,23 @@ def load_photo(source, *, max_pixels: int = MAX_PHOTO_PIXELS) -> np.ndarray:
     finally:
         if not isinstance(source, Image.Image):
             img.close()
+
+
+def _rgb8(img: Image.Image, what: str) -> np.ndarray:
+    """uint8 RGB [H, W, 3] of a decoded image. 16-bit grey (Pillow modes I;16*, or I with
+    values in 0..65535) is scaled to 8 bits, v8 = round(v16 / 257), instead of Pillow's clip
+    to 255 (which turns a 16-bit photo white); float images are refused (not_image)."""
+    if img.mode.startswith("I;16") or img.mode == "I":
+        v = np.asarray(img)
+        if v.ndim != 2 or (v.size and (v.min() < 0 or v.max() > 65535)):
+            raise PhotoError(f"{what} has 32-bit integer pixels ({img.mode}); save it as an "
+                             f"8- or 16-bit PNG or a JPEG", "not_image")
+        grey = np.round(v.astype(np.float32) / 257.0).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if img.mode == "F":
+        raise PhotoError(f"{what} has floating-point pixels (mode F); save it as an 8- or "
+                         f"16-bit PNG or a JPEG", "not_image")
+    return np.asarray(img if img.mode == "RGB" else img.convert("RGB"), np.uint8)
 
 
 def _array_photo(a: np.ndarray) -> np.ndarray:
@@ -121,17 +158,19 @@ def detect_face(photo: np.ndarray) -> tuple[float, float, float] | None:
 
 
 def frame_face(photo, resolution: int, *, box: Sequence[float] | None = None,
-               framing: str = "auto") -> tuple[np.ndarray, dict]:
+               framing: str = "auto", max_pixels: int = MAX_PHOTO_PIXELS
+               ) -> tuple[np.ndarray, dict]:
     """Crop and resize a photo to the generator's framing: ([R, R, 3] float32 in [-1, 1], info).
 
     box: (left, top, right, bottom) in pixels, used as given (then framing is ignored);
     framing: "auto" (detect a face and frame it like the DigiFace faces: a square of side
     FRAME_SCALE·w around the detected box; the centre square when no face is found),
     "center" (the largest centred square) or "full" (the whole photo, squashed to a square).
-    Parts of the crop outside the photo repeat its edge pixels. info: {"framing": what was
+    Parts of the crop outside the photo repeat its edge pixels. A box of more than max_pixels
+    pixels, or one far outside the photo, is refused. info: {"framing": what was
     done ("box", "detected", "center" or "full"), "box": [left, top, right, bottom]}.
     """
-    photo = load_photo(photo)
+    photo = load_photo(photo, max_pixels=max_pixels)
     h, w = photo.shape[:2]
     if box is not None:
         box = [float(v) for v in box]
@@ -154,11 +193,17 @@ def frame_face(photo, resolution: int, *, box: Sequence[float] | None = None,
     else:
         raise PhotoError(f"framing must be 'auto', 'center' or 'full', got {framing!r}")
     left, top, right, bottom = (int(round(v)) for v in box)
-    pad = max(0, -left, -top, right - w, bottom - h)
-    if pad > 4 * max(w, h):
+    if max(0, -left, -top, right - w, bottom - h) > 4 * max(w, h):
         raise PhotoError(f"box {box} lies far outside the {w}×{h} photo")
-    src = np.pad(photo, ((pad, pad), (pad, pad), (0, 0)), mode="edge") if pad else photo
-    crop = src[top + pad:bottom + pad, left + pad:right + pad]
+    if (right - left) * (bottom - top) > max_pixels:
+        raise PhotoError(f"box {box} covers {(right - left) * (bottom - top) / 1e6:.1f} "
+                         f"megapixels; the limit is {max_pixels / 1e6:g} megapixels",
+                         "too_large")
+    # crop[i, j] = photo[clip(top + i), clip(left + j)]: the edge-padded crop, built from the
+    # rows and columns inside the photo only (memory: the crop, never a padded photo)
+    rows = np.clip(np.arange(top, bottom), 0, h - 1)
+    cols = np.clip(np.arange(left, right), 0, w - 1)
+    crop = photo[rows[:, None], cols[None, :]]
     out = np.asarray(Image.fromarray(crop).resize((resolution, resolution), Image.LANCZOS),
                      np.float32)
     return out / 127.5 - 1.0, {"framing": how, "box": [left, top, right, bottom]}

@@ -10,7 +10,6 @@ with known z, each written as PNG grids and OUT/summary.{md,json}.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,14 +17,16 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
+from tqdm.auto import tqdm
 
-from tlgan_jax.axes import Axes, jsonable
+from tlgan_jax.axes import Axes
 from tlgan_jax.editing import edit_latents
+from tlgan_jax.files import atomic_write, write_json
 from tlgan_jax.generators import Generator
 from tlgan_jax.invert import Inverter, frame_face
 from tlgan_jax.metrics import psnr, ssim
 from tlgan_jax.plots import image_grid, save_png
-from tlgan_jax.progress import Progress
 
 
 class _StageBars:
@@ -39,12 +40,12 @@ class _StageBars:
             self.close()
             self.stage = stage
             desc = "optimising z" if stage == "z" else "tuning the generator"
-            self.bar = Progress(total, f"{self.what}: {desc}", unit="steps")
-        self.bar.update(done - self.bar.done)
+            self.bar = tqdm(total=total, desc=f"{self.what}: {desc}", unit="steps")
+        self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.__exit__(None, None, None)
+            self.bar.close()
             self.bar = None
 
 
@@ -70,7 +71,7 @@ def invert_photos(gen: Generator, inverter: Inverter, photos: Sequence[tuple[str
     rows, row_labels, summary = [], [], {"photos": {}}
     col_labels = ["photo (framed)", "inverted"]
     t = time.perf_counter()
-    print("compiling the inversion...", flush=True)
+    logging.info("compiling the inversion...")
     inverter.warmup(1)
     summary["compile_seconds"] = time.perf_counter() - t
     for name, photo in photos:
@@ -92,8 +93,8 @@ def invert_photos(gen: Generator, inverter: Inverter, photos: Sequence[tuple[str
         row_labels.append(name)
         summary["photos"][name] = {"psnr": float(result.psnr[0]), "ssim": float(result.ssim[0]),
                                    "seconds": seconds, **info}
-        print(f"{name}: PSNR {result.psnr[0]:.2f} dB, SSIM {result.ssim[0]:.3f}, "
-              f"{seconds:.1f} s, framing {info['framing']} {info['box']}", flush=True)
+        logging.info(f"{name}: PSNR {result.psnr[0]:.2f} dB, SSIM {result.ssim[0]:.3f}, "
+                     f"{seconds:.1f} s, framing {info['framing']} {info['box']}")
     if len(rows) > 1:
         save_png(image_grid(np.stack(rows), row_labels, col_labels, cell=128), out / "photos.png")
     lines = ["| photo | PSNR (dB) | SSIM | framing | seconds |", "|---|---|---|---|---|"]
@@ -111,7 +112,7 @@ def invert_generated(gen: Generator, inverter: Inverter, n: int, out: str | Path
     z_true = gen.sample_latents(jax.random.key(seed + 1), n)
     targets = gen(z_true)
     t = time.perf_counter()
-    print("compiling the inversion...", flush=True)
+    logging.info("compiling the inversion...")
     inverter.warmup(n)
     compile_s = time.perf_counter() - t
     t = time.perf_counter()
@@ -148,5 +149,5 @@ def invert_generated(gen: Generator, inverter: Inverter, n: int, out: str | Path
 
 
 def _write(out: Path, summary: dict, lines: list[str]) -> None:
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
-    (out / "summary.json").write_text(json.dumps(jsonable(summary), indent=2))
+    atomic_write(out / "summary.md", "\n".join(lines) + "\n")
+    write_json(out / "summary.json", summary, indent=2)

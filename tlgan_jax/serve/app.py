@@ -13,9 +13,19 @@ page (tlgan_jax/serve/static: plain HTML/JS/CSS, no build step).
     GET  /api/stats        server-side render latency (p50/p95) since start
 Bad input gets a 4xx with a message (`{"detail": "..."}`, or FastAPI's list of field errors
 for 422); bodies over the limits get 413 before they are read into memory in full.
+
+Requests from outside the machine's browser tabs are refused (`RequestGuard`): a Host header
+that is not loopback (127.0.0.0/8, localhost, [::1]) or one of `allowed_hosts` gets 421
+(this stops DNS rebinding), and a state-changing request (POST, …) that a browser marks as
+cross-origin (an `Origin` other than the Host, or `Sec-Fetch-Site: cross-site/same-site`) gets
+403; the editor's own page (same-origin fetches) and scripts without an Origin header (curl,
+httpx) are served. Uploads wait in a bounded queue (`Limits.invert_queue`) on the editor's own
+inversion thread; when it is full, /api/invert answers 503 with Retry-After at once.
 """
 
+import asyncio
 import base64
+import ipaddress
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
@@ -26,7 +36,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
-from starlette.concurrency import run_in_threadpool
 
 from tlgan_jax.serve.editor import Editor, EditorError
 
@@ -112,8 +121,99 @@ class BodyLimit:
         await response({"type": "http"}, None, send)
 
 
-def create_app(editor: Editor) -> FastAPI:
-    """The FastAPI app serving `editor` (call editor.warmup() before serving)."""
+def _hostname(value: str) -> str | None:
+    """The host part of a Host header value ("name", "name:port", "[v6]:port"), lower-case;
+    None when it is malformed."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0 or (value[end + 1:] and not value[end + 1:].startswith(":")):
+            return None
+        return value[1:end]
+    host, _, port = value.partition(":")
+    if ":" in port or (port and not port.isdigit()):
+        return None
+    return host or None
+
+
+def is_loopback(host: str) -> bool:
+    """localhost, an address in 127.0.0.0/8, or ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _json_refusal(status: int, detail: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+class RequestGuard:
+    """ASGI middleware deciding by what browsers send, before a body is read:
+    - Host must be loopback or in `allowed_hosts` (exact host names/addresses), else 421;
+    - a request other than GET/HEAD/OPTIONS is refused with 403 when `Sec-Fetch-Site` is
+      "cross-site" or "same-site", or when `Origin` is present and its host[:port] is not
+      the request's Host (an opaque "null" Origin included);
+    - POST /api/invert: served only while fewer than the inversion queue's capacity (the
+      running upload + Limits.invert_queue) are being served, else 503 with Retry-After and
+      the body left unread; so at most that many upload bodies are in memory at once.
+    Requests without Origin / Sec-Fetch-Site (scripts on the machine) pass the second check."""
+
+    SAFE = ("GET", "HEAD", "OPTIONS")
+
+    def __init__(self, app, editor: Editor, allowed_hosts=()):
+        self.app, self.editor = app, editor
+        self.allowed = {h.strip().lower().strip("[]") for h in allowed_hosts if h.strip()}
+
+    def refusal(self, scope) -> JSONResponse | None:
+        headers = {}
+        for k, v in scope.get("headers") or []:
+            headers.setdefault(k.decode("latin-1").lower(), v.decode("latin-1"))
+        raw_host = headers.get("host", "")
+        host = _hostname(raw_host)
+        if host is None or not (is_loopback(host) or host in self.allowed):
+            return _json_refusal(421, f"host {raw_host!r} is not served here: the editor "
+                                      f"answers only to loopback addresses (127.0.0.1, "
+                                      f"localhost, [::1]) and to hosts given with "
+                                      f"--allowed_host")
+        if scope["method"] in self.SAFE:
+            return None
+        site = headers.get("sec-fetch-site", "").strip().lower()
+        if site in ("cross-site", "same-site"):
+            return _json_refusal(403, f"cross-origin request refused (Sec-Fetch-Site: {site}): "
+                                      f"only the editor's own page may change its state")
+        origin = headers.get("origin")
+        if origin is not None:
+            _, sep, netloc = origin.strip().lower().partition("://")
+            if not sep or netloc.rstrip("/") != raw_host.strip().lower():
+                return _json_refusal(403, f"cross-origin request refused (Origin {origin!r} is "
+                                          f"not this editor, {raw_host}): only the editor's "
+                                          f"own page may change its state")
+        return None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        response = self.refusal(scope)
+        if response is None and scope["method"] == "POST" and scope["path"] == "/api/invert":
+            if not self.editor.admit_upload():           # the queue is full: body left unread
+                e = self.editor.busy_error()
+                response = _json_refusal(e.status, str(e), e.headers)
+            else:
+                try:
+                    return await self.app(scope, receive, send)
+                finally:
+                    self.editor.release_upload()
+        if response is not None:
+            return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def create_app(editor: Editor, allowed_hosts=()) -> FastAPI:
+    """The FastAPI app serving `editor` (call editor.warmup() before serving). Host names
+    other than loopback that may reach it (e.g. behind a reverse proxy): `allowed_hosts`."""
     lim = editor.limits
     d = editor.gen.latent_dim
     names = editor.attributes
@@ -183,7 +283,7 @@ def create_app(editor: Editor) -> FastAPI:
         box: list[int]
         seconds: float
 
-    errors = {s: {"model": ErrorBody} for s in (400, 404, 413, 415, 503)}
+    errors = {s: {"model": ErrorBody} for s in (400, 403, 404, 413, 415, 421, 503)}
     app = FastAPI(
         title="tlgan_jax editor", version="1",
         description="Edit faces along attribute axes (TL-GAN) and invert photos. A slider move "
@@ -192,7 +292,7 @@ def create_app(editor: Editor) -> FastAPI:
 
     @app.exception_handler(EditorError)
     async def _editor_error(request: Request, exc: EditorError):
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
@@ -263,11 +363,15 @@ def create_app(editor: Editor) -> FastAPI:
                 description="crop left,top,right,bottom in pixels (overrides framing)")] = None,
             refine: Annotated[bool, Form(description="tune the generator to the photo")] = True,
             seed: Annotated[int, Form(ge=0, lt=2**31)] = 0):
-        """Fit a latent (and, with refine, a per-photo generator) to the uploaded photo."""
+        """Fit a latent (and, with refine, a per-photo generator) to the uploaded photo. Uploads
+        wait in a bounded queue for the inversion thread; a full queue answers 503 at once."""
         data = await file.read(lim.max_upload_bytes + 1)
+        await file.close()
         box_values = [float(v) for v in box.split(",")] if box else None
-        r = await run_in_threadpool(editor.invert, data, framing=framing, box=box_values,
-                                    refine=refine, seed=seed)
+        job = editor.submit_invert(data, framing=framing, box=box_values, refine=refine,
+                                   seed=seed)
+        del data
+        r = await asyncio.wrap_future(job)   # cancelling this await drops a job still queued
         return {"z": r["z"], "photo": r["photo"], "target": _b64png(r["target_png"]),
                 "image": _b64png(r["png"]), "scores": r["scores"], "psnr": r["psnr"],
                 "ssim": r["ssim"], "framing": r["framing"], "box": r["box"],
@@ -286,4 +390,5 @@ def create_app(editor: Editor) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit, json_limit=lim.max_json_bytes,
                        upload_limit=lim.max_upload_bytes)
+    app.add_middleware(RequestGuard, editor=editor, allowed_hosts=allowed_hosts)  # outermost
     return app

@@ -4,9 +4,8 @@ axes, with every per-request function jitted once at start-up (batch 1, fixed sh
 A request carries the full state (z, amounts t per attribute, locked attributes L):
     D = directions of Axes.disentangle(lock=L in the axes' order)   (TL-GAN's lock)
     z' = c(z) + D t,   image = G_θ(z'),   scores = F(image)
-D is computed inside the jitted function from a lock mask m ∈ {0,1}^k (`locked_directions`:
-Gram-Schmidt of the locked axes in index order, the others' projections on their span removed,
-all re-normalised), so every lock combination runs the same compiled code.
+D is computed inside the jitted function from a lock mask m ∈ {0,1}^k
+(`tlgan_jax.axes.locked_directions`), so every lock combination runs the same compiled code.
 θ is the generator's parameters, or a photo's refined ones (see tlgan_jax.invert) when the
 state names an uploaded photo. Locked attributes keep the amount they had (their sliders are
 frozen in the page); the others move orthogonally to the locked axes, so to first order the
@@ -15,13 +14,15 @@ locked attributes' linear scores do not change.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import functools
 import io
+import math
+import queue
 import secrets
 import threading
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import jax
@@ -29,18 +30,22 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from tlgan_jax.axes import Axes
+from tlgan_jax.axes import Axes, locked_directions
+from tlgan_jax.discover import default_axes  # noqa: F401  (the editor's axes when none are given)
 from tlgan_jax.extractors import Extractor, stack_scores
 from tlgan_jax.generators import Generator, to_uint8
 from tlgan_jax.invert import InversionConfig, Inverter, PhotoError, frame_face, load_photo
+from tlgan_jax.invert.photos import check_photo_header
 
 
 class EditorError(ValueError):
-    """A request the editor cannot serve; `status` is the HTTP status to answer with."""
+    """A request the editor cannot serve; `status` is the HTTP status to answer with and
+    `headers` extra response headers (e.g. Retry-After with a 503)."""
 
-    def __init__(self, message: str, status: int = 400):
+    def __init__(self, message: str, status: int = 400, headers: dict | None = None):
         super().__init__(message)
         self.status = status
+        self.headers = dict(headers or {})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,74 +57,18 @@ class Limits:
     max_upload_bytes: int = 10 * 1024 * 1024
     max_photo_pixels: int = 40_000_000
     stored_photos: int = 8             # refined generators kept (LRU), ~15 MB each for DigiFace
-    invert_wait_s: float = 120.0       # a second inversion waits this long for the first
+    invert_queue: int = 2              # uploads waiting behind the running inversion (as
+                                       # bytes, <= max_upload_bytes each); more get 503 at once
+
+
+def _photo_error(e: PhotoError) -> EditorError:
+    return EditorError(str(e), {"too_large": 413, "not_image": 415}.get(e.reason, 400))
 
 
 def png_bytes(image_u8: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.asarray(image_u8, np.uint8)).save(buf, "PNG", compress_level=1)
     return buf.getvalue()
-
-
-_DEGENERATE_TOL = 1e-4
-
-
-def locked_directions(directions: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Jittable `Axes.disentangle` for a lock mask: directions [d, k], mask [k] bool ->
-    (directions [d, k], ok). Locked columns are Gram-Schmidt-orthonormalised in index order;
-    unlocked ones lose their projection on the span of the locked ones; all are unit length.
-    ok is False when a locked axis lies in the span of those before it, or an unlocked one in
-    the span of the locked ones (Axes.disentangle raises then)."""
-    d, k = directions.shape
-    mask = mask.astype(bool)
-    hi = jax.lax.Precision.HIGHEST
-    q = jnp.zeros((d, k), jnp.float32)
-    ok = jnp.array(True)
-    for i in range(k):                                  # k is static and small: unrolled
-        v0 = directions[:, i]
-        v = v0
-        for _ in range(2):                              # "twice is enough"
-            v = v - jnp.dot(q, jnp.dot(q.T, v, precision=hi), precision=hi)
-        norm = jnp.linalg.norm(v)
-        rel = norm / jnp.maximum(jnp.linalg.norm(v0), 1e-30)
-        ok = ok & (~mask[i] | (rel > _DEGENERATE_TOL))
-        q = q.at[:, i].set(jnp.where(mask[i], v / jnp.maximum(norm, 1e-30), 0.0))
-    t = directions
-    for _ in range(2):
-        t = t - jnp.dot(q, jnp.dot(q.T, t, precision=hi), precision=hi)
-    norms = jnp.linalg.norm(t, axis=0)
-    rel = norms / jnp.maximum(jnp.linalg.norm(directions, axis=0), 1e-30)
-    ok = ok & jnp.all(mask | (rel > _DEGENERATE_TOL))
-    moved = t / jnp.maximum(norms, 1e-30)[None, :]
-    return jnp.where(mask[None, :], q, moved), ok
-
-
-def default_axes(gen: Generator, extractors: Sequence[Extractor], *, num_samples: int = 8192,
-                 seed: int = 0, cache_dir: str | Path | None = None,
-                 progress: bool = False) -> Axes:
-    """Axes for `gen` and `extractors` fitted the way experiments/discover_axes.py does (OLS on
-    TL-GAN's clipped logits), cached as an axes.npz in `cache_dir` (default: the tlgan_jax
-    cache, ``axes/``) so only the first call samples and fits."""
-    from tlgan_jax.weights import pinned as assets
-    from tlgan_jax.fit import clip_logits
-    from tlgan_jax.fit import fit_axes
-    from tlgan_jax.sampling import sample
-
-    cache_dir = Path(cache_dir) if cache_dir is not None else assets.cache_dir() / "axes"
-    names = "-".join(e.name for e in extractors)
-    path = cache_dir / f"{gen.name}-{names}-ols-{num_samples}-seed{seed}.npz"
-    if path.is_file():
-        return Axes.load(path, gen.latent_dim, gen.name)
-    samples = sample(gen, extractors, num_samples, seed, progress=progress)
-    y = clip_logits(samples.y, samples.binary, 3.0)
-    axes = fit_axes(np.asarray(gen.canonical_latents(samples.z)), y, method="ols",
-                    names=samples.names, binary=samples.binary, key=jax.random.key(seed + 1),
-                    metadata=dict(samples.metadata, note="tlgan_jax.serve default axes"))
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{secrets.token_hex(4)}")
-    axes.save(tmp)
-    tmp.replace(path)
-    return axes
 
 
 class Editor:
@@ -143,13 +92,25 @@ class Editor:
         self.inverter = Inverter(gen, self.extractors, invert_config)
         self._photos: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self._photos_lock = threading.Lock()
-        self._invert_lock = threading.Lock()
+        self._invert_lock = threading.Lock()            # the inverter: one job at a time
         self._progress = {"busy": False, "stage": "", "done": 0, "total": 0}
+        # uploads: a bounded queue served by one worker thread of its own (never the web
+        # server's shared thread pool, so renders never wait behind uploads)
+        if int(limits.invert_queue) < 0:
+            raise ValueError(f"Limits.invert_queue must be >= 0, got {limits.invert_queue}")
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._capacity = 1 + int(limits.invert_queue)    # the running upload + those waiting
+        self._pending = 0                                # uploads submitted and not finished
+        self._admitted = 0                               # upload requests being served (HTTP)
+        self._worker: threading.Thread | None = None
+        self._jobs_lock = threading.Lock()
+        self._last_invert_s = 0.0
         self.render_ms: collections.deque[float] = collections.deque(maxlen=2000)
 
     # -- jitted functions (batch 1) -----------------------------------------------------------
     def _edit_fn(self, directions, z, mask, t):
         dirs, ok = locked_directions(directions, mask)
+        ok = jnp.all(ok)
         z2 = self.gen.canonical_latents(z) + jnp.dot(t[None, :], dirs.T,
                                                      precision=jax.lax.Precision.HIGHEST)
         return z2, ok
@@ -270,32 +231,100 @@ class Editor:
         return {"renders": int(ms.size), "p50_ms": float(np.percentile(ms, 50)),
                 "p95_ms": float(np.percentile(ms, 95)), "max_ms": float(ms.max())}
 
-    def invert(self, data: bytes, *, framing: str = "auto", box=None, refine: bool = True,
-               seed: int = 0) -> dict:
-        """Invert an uploaded photo: framing, latent, reconstruction, quality, photo id."""
+    # -- uploads ------------------------------------------------------------------------------
+    def _check_upload(self, data: bytes) -> None:
+        """Size and image header of an upload (cheap: nothing is decoded)."""
         if len(data) > self.limits.max_upload_bytes:
             raise EditorError(f"the upload is {len(data)} bytes; the limit is "
                               f"{self.limits.max_upload_bytes}", 413)
         try:
-            photo = load_photo(data, max_pixels=self.limits.max_photo_pixels)
-            target, info = frame_face(photo, self.gen.resolution, box=box, framing=framing)
+            check_photo_header(data, max_pixels=self.limits.max_photo_pixels)
         except PhotoError as e:
-            status = {"too_large": 413, "not_image": 415}.get(e.reason, 400)
-            raise EditorError(str(e), status) from None
-        if not self._invert_lock.acquire(timeout=self.limits.invert_wait_s):
-            raise EditorError("the editor is busy inverting another photo; try again", 503)
+            raise _photo_error(e) from None
+
+    def admit_upload(self) -> bool:
+        """Reserve one of the queue's places for an upload request before its body is read
+        (the web app's guard); False when all are taken. Pair with `release_upload()`. This
+        bounds the upload bodies held in memory at once to the queue's capacity."""
+        with self._jobs_lock:
+            if self._admitted >= self._capacity:
+                return False
+            self._admitted += 1
+            return True
+
+    def release_upload(self) -> None:
+        with self._jobs_lock:
+            self._admitted -= 1
+
+    def busy_error(self) -> EditorError:
+        """The 503 for an upload while the queue is full (Retry-After: the expected wait)."""
+        busy = max(self._pending, self._admitted, 1)
+        retry = max(1, math.ceil((self._last_invert_s or 10.0) * busy))
+        return EditorError(f"the editor is busy inverting photos ({busy} running or waiting, "
+                           f"at most {self._capacity}); try again in about {retry} s", 503,
+                           {"Retry-After": str(retry)})
+
+    def _job_done(self, _future) -> None:
+        with self._jobs_lock:
+            self._pending -= 1
+
+    def submit_invert(self, data: bytes, **kwargs) -> concurrent.futures.Future:
+        """Queue an upload for inversion on the editor's own worker thread; returns a Future
+        of `invert(data, **kwargs)`. Raises EditorError 503 (with Retry-After) at once when
+        the queue is full, and 413/415 for an oversized or non-image upload. The photo stays
+        bytes until its turn comes; cancelling the Future before then drops it."""
+        self._check_upload(data)
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._jobs_lock:
+            if self._pending >= self._capacity:
+                raise self.busy_error()
+            self._pending += 1
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._serve_jobs, daemon=True,
+                                                name="tlgan-invert")
+                self._worker.start()
+        future.add_done_callback(self._job_done)         # a cancelled job frees its slot
+        self._jobs.put((future, data, kwargs))
+        return future
+
+    def _serve_jobs(self) -> None:
+        while True:
+            future, data, kwargs = self._jobs.get()
+            if not future.set_running_or_notify_cancel():        # the client went away
+                continue
+            try:
+                result = self.invert(data, **kwargs)
+            except BaseException as e:                           # noqa: BLE001 (to the caller)
+                future.set_exception(e)
+            else:
+                future.set_result(result)
+            del data, future
+
+    def invert(self, data: bytes, *, framing: str = "auto", box=None, refine: bool = True,
+               seed: int = 0) -> dict:
+        """Invert an uploaded photo now (in the calling thread): framing, latent,
+        reconstruction, quality, photo id. The web app goes through `submit_invert`."""
+        self._check_upload(data)
         try:
+            photo = load_photo(data, max_pixels=self.limits.max_photo_pixels)
+            target, info = frame_face(photo, self.gen.resolution, box=box, framing=framing,
+                                      max_pixels=self.limits.max_photo_pixels)
+        except PhotoError as e:
+            raise _photo_error(e) from None
+        del photo
+        with self._invert_lock:
             t0 = time.perf_counter()
             self._progress = {"busy": True, "stage": "start", "done": 0, "total": 0}
 
             def progress(stage, done, total):
                 self._progress = {"busy": True, "stage": stage, "done": done, "total": total}
-            result = self.inverter(target[None], jax.random.key(seed), progress=progress,
-                                   refine=bool(refine and self.inverter.config.refine_steps))
+            try:
+                result = self.inverter(target[None], jax.random.key(seed), progress=progress,
+                                       refine=bool(refine and self.inverter.config.refine_steps))
+            finally:
+                self._progress = {"busy": False, "stage": "", "done": 0, "total": 0}
             seconds = time.perf_counter() - t0
-        finally:
-            self._progress = {"busy": False, "stage": "", "done": 0, "total": 0}
-            self._invert_lock.release()
+            self._last_invert_s = seconds
         photo_id = None
         if result.params is not None:
             photo_id = secrets.token_hex(16)

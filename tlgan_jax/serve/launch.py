@@ -24,11 +24,12 @@ from typing import Sequence
 import numpy as np
 
 from tlgan_jax import cli
-from tlgan_jax.axes import Axes
+from tlgan_jax.axes import Axes, models_named_by_axes
+from tlgan_jax.discover import default_axes
 from tlgan_jax.extractors import EMBEDDED_EXTRACTORS
 from tlgan_jax.generators import EMBEDDED_GENERATOR
 from tlgan_jax.invert import InversionConfig
-from tlgan_jax.serve.editor import Editor, Limits, default_axes
+from tlgan_jax.serve.editor import Editor, Limits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +45,10 @@ class EditorConfig:
                                            f"{','.join(EMBEDDED_EXTRACTORS)}).")
     host: str = cli.flag("127.0.0.1", "Address to listen on (default: this machine only).",
                          nonempty=True)
+    allowed_host: tuple[str, ...] = cli.flag((), "Host names (or addresses) besides loopback "
+                                             "that requests may carry, comma-separated, e.g. "
+                                             "the name a reverse proxy forwards; requests "
+                                             "with other Host headers get 421.")
     port: int = cli.flag(8000, "Port to listen on.", min=1, max=65535)
     default_samples: int = cli.flag(8192, "Labelled samples for the default axes (without "
                                     "--axes).", min=16)
@@ -53,6 +58,8 @@ class EditorConfig:
     feature_weight: float = cli.flag(InversionConfig.feature_weight, "Weight of the "
                                      "extractor-score loss in the inversion.", min=0)
     max_upload_mb: float = cli.flag(10.0, "Largest photo upload in MB.", gt=0)
+    invert_queue: int = cli.flag(Limits.invert_queue, "Uploads that may wait behind the one "
+                                 "being inverted; more get 503.", min=0)
     no_warm_invert: bool = cli.flag(False, "Do not compile the inversion at start (the first "
                                     "upload does).")
     benchmark: int = cli.flag(0, "Serve on a free port, time N slider moves over HTTP, print "
@@ -63,14 +70,35 @@ class EditorConfig:
                                init_pool=max(256, self.invert_restarts),
                                refine_steps=self.refine_steps, feature_weight=self.feature_weight)
 
+    def limits(self) -> Limits:
+        return Limits(max_upload_bytes=int(self.max_upload_mb * 1024 * 1024),
+                      invert_queue=self.invert_queue)
+
+    def allowed_hosts(self) -> list[str]:
+        """--allowed_host, and the address it listens on when one is named."""
+        allowed = list(self.allowed_host)
+        if self.host not in ("0.0.0.0", "::", ""):
+            allowed.append(self.host)
+        return allowed
+
     def validate(self):
         for module in ("fastapi", "uvicorn", "multipart"):
             if importlib.util.find_spec(module) is None:
                 raise cli.UserError(f"the editor needs the 'ui' extra ({module} is missing): "
                                     f"pip install -e '.[ui]'")
         meta = cli.check_axes(self.axes).metadata if self.axes else {}
-        cli.check_generator(self.generator or meta.get("generator", EMBEDDED_GENERATOR))
-        cli.check_extractors(self.extractors or meta.get("extractors", EMBEDDED_EXTRACTORS))
+        try:        # an axes file names only built-in models; files are the user's to name
+            generator, extractors = models_named_by_axes(
+                meta, self.axes, self.generator or None, list(self.extractors) or None)
+        except ValueError as e:
+            raise cli.ConfigError("axes", str(e).removeprefix(f"{self.axes}: "),
+                                  self.axes) from None
+        cli.check_generator(generator)
+        cli.check_extractors(extractors)
+        if any(not h or any(c.isspace() or c in "/@" for c in h) for h in self.allowed_host):
+            raise cli.ConfigError("allowed_host", "give host names or addresses (no scheme, "
+                                  "path or spaces), e.g. editor.example.org",
+                                  self.allowed_host)
         if not self.benchmark:
             check_port_free(self.host, self.port)
 
@@ -99,10 +127,9 @@ def build_editor(axes_path: str | None = None, generator: str | None = None,
                  default_samples: int = 8192) -> Editor:
     """An `Editor` for an axes file (or the embedded default's cached axes); not yet warm."""
     axes = Axes.load(axes_path) if axes_path else None
-    meta = axes.metadata if axes is not None else {}
-    gen_name = generator or meta.get("generator", EMBEDDED_GENERATOR)
-    ext_names = list(extractors) if extractors else list(meta.get("extractors",
-                                                                  EMBEDDED_EXTRACTORS))
+    gen_name, ext_names = models_named_by_axes(axes.metadata if axes is not None else {},
+                                               axes_path or "the default axes", generator,
+                                               list(extractors) if extractors else None)
     print(f"loading generator {gen_name} and extractors {', '.join(ext_names)}...", flush=True)
     gen, exts = cli.load_models(gen_name, ext_names)
     if axes is None:
@@ -111,6 +138,8 @@ def build_editor(axes_path: str | None = None, generator: str | None = None,
               f"you made: --axes runs/<workdir>/axes.npz (from experiments/discover_axes.py)",
               flush=True)
         axes = default_axes(gen, exts, num_samples=default_samples, progress=True)
+    if axes.latent_space in gen.spaces():
+        gen = gen.in_space(axes.latent_space)     # W / W+ axes: the editor works on w latents
     cli.check_latents(axes, gen, "generator" if generator else "axes", generator or axes_path)
     cfg = invert_config or InversionConfig(steps=150, restarts=2, refine_steps=100)
     return Editor(gen, exts, axes, invert_config=cfg, limits=limits)
@@ -171,7 +200,7 @@ def benchmark(editor: Editor, n: int = 200, seed: int = 0) -> dict:
 
 def serve(cfg: EditorConfig) -> None:
     """Build, compile and serve (or benchmark) the editor for a validated config."""
-    limits = Limits(max_upload_bytes=int(cfg.max_upload_mb * 1024 * 1024))
+    limits = cfg.limits()
     editor = build_editor(cfg.axes, cfg.generator, cfg.extractors or None,
                           invert_config=cfg.invert_config(), limits=limits,
                           default_samples=cfg.default_samples)
@@ -192,7 +221,8 @@ def serve(cfg: EditorConfig) -> None:
     from tlgan_jax.serve.app import create_app
     print(f"editor at http://{cfg.host}:{cfg.port}  (API docs: /docs; Ctrl-C stops it)",
           flush=True)
-    uvicorn.run(create_app(editor), host=cfg.host, port=cfg.port, log_level="warning")
+    uvicorn.run(create_app(editor, allowed_hosts=cfg.allowed_hosts()), host=cfg.host,
+                port=cfg.port, log_level="warning")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

