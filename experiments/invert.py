@@ -31,7 +31,7 @@ def main(cfg):
             cli.check_latents(axes, gen, "axes", cfg.axes)
         photos = [(Path(p).stem, p) for p in cfg.photos]
         if cfg.astronaut:
-            from skimage import data          # scikit-image: only for this offline sample photo
+            from skimage import data  # scikit-image: only for this offline sample photo
             photos.append(("astronaut", data.astronaut()))
         invert_photos(gen, inverter, photos, cfg.out, axes=axes, edits=cfg.edit_amounts(),
                       lock=cfg.lock, box=cfg.box or None, framing=cfg.framing, seed=cfg.seed)

@@ -235,8 +235,9 @@ def test_every_phase_of_the_main_job_reports_progress_with_a_rate(tmp_path, caps
     """No long silence: labelling, fitting, edit evaluation and traversals each print a line
     (the ones that take a while with their rate)."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from toy import toy_extractor, toy_generator
     from tlgan_jax.discover import DiscoverConfig, discover_axes
+
+    from toy import toy_extractor, toy_generator
     discover_axes(toy_generator(), [toy_extractor()], tmp_path,
                   DiscoverConfig(num_samples=512, shard_size=256, eval_faces=8,
                                  traversal_faces=2))

@@ -20,6 +20,7 @@ from tlgan_jax.axes import Axes
 from tlgan_jax.invert import PhotoError, frame_face, load_photo
 from tlgan_jax.sampling import sample
 from tlgan_jax.store import ShardStore, ShardStoreError, load_samples
+
 from toy import toy_extractor, toy_generator
 
 HERE = Path(__file__).resolve().parent
@@ -277,7 +278,8 @@ def test_a_pggan_pickle_must_be_a_regular_file(tmp_path):
         generators.load_generator("pggan:/dev/zero")
     with pytest.raises(ValueError, match="is not a regular file"):
         generators.load_generator(f"pggan:{tmp_path}")
-    with pytest.raises(ValueError, match=r"missing.pkl: cannot read the pg-GAN pickle \(No such file"):
+    with pytest.raises(ValueError,
+                       match=r"missing.pkl: cannot read the pg-GAN pickle \(No such file"):
         generators.load_generator(f"pggan:{tmp_path}/missing.pkl")
 
 
@@ -289,8 +291,9 @@ def _run(tmp_path, seed=0, ext=None, num=100):
 
 
 def _other_extractor():
-    from tlgan_jax.extractors import custom_extractor
     import jax.numpy as jnp
+
+    from tlgan_jax.extractors import custom_extractor
 
     def scores(images):        # same shapes as the toy extractor, other meaning
         return {"dark": -jnp.mean(images, axis=(1, 2, 3)),

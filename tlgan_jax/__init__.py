@@ -18,8 +18,15 @@ __version__ = "0.1.0"   # the single source: pyproject.toml reads it (dynamic ve
 
 from tlgan_jax.axes import Axes, load_axes
 from tlgan_jax.editing import edit_latents, render_traversal, traversal_latents
-from tlgan_jax.extractors import (Extractor, FaceDescriptor, custom_extractor, descriptor_distance,
-                                  identity_kept, load_extractor, load_face_descriptor)
+from tlgan_jax.extractors import (
+                                  Extractor,
+                                  FaceDescriptor,
+                                  custom_extractor,
+                                  descriptor_distance,
+                                  identity_kept,
+                                  load_extractor,
+                                  load_face_descriptor,
+)
 from tlgan_jax.fit import fit_axes, fit_axes_in, method_targets
 from tlgan_jax.generators import Generator, load_generator, to_uint8
 from tlgan_jax.invert import InversionConfig, frame_face, invert, invert_photo

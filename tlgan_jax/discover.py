@@ -8,8 +8,8 @@ WORKDIR/
   summary.md, summary.json   diagnostics and edit figures per attribute
 
 Edits are scored by the net that defined each axis ("own judge") and, when `judges` are given,
-by the same attribute as scored by an unrelated net (`extractors.EQUIVALENT_ATTRIBUTES`), plus, with a
-face `descriptor`, the share of faces that keep their identity. Judges and the descriptor run
+by the same attribute as scored by an unrelated net (`extractors.EQUIVALENT_ATTRIBUTES`), plus,
+with a face `descriptor`, the share of faces that keep their identity. Judges and the descriptor run
 only on the evaluation faces, never on the samples the axes are fitted on.
 """
 from __future__ import annotations

@@ -26,10 +26,18 @@ from tlgan_jax import runtime
 from tlgan_jax.extractors import celeba40, cydral
 from tlgan_jax.extractors import faceapi as fa
 from tlgan_jax.extractors import fer as mx
-from tlgan_jax.extractors.core import (Extractor, FaceDescriptor, as_extractor, check_images,
-                                       custom_extractor, descriptor_distance, identity_kept,
-                                       resize_antialiased, stack_scores, to_grey)
-
+from tlgan_jax.extractors.core import (
+    Extractor,
+    FaceDescriptor,
+    as_extractor,
+    check_images,
+    custom_extractor,
+    descriptor_distance,
+    identity_kept,
+    resize_antialiased,
+    stack_scores,
+    to_grey,
+)
 from tlgan_jax.weights import pinned
 
 __all__ = ["BUILTIN_EXTRACTORS", "EMBEDDED_EXTRACTORS", "EQUIVALENT_ATTRIBUTES",

@@ -27,8 +27,8 @@ from tlgan_jax.weights.pggan_pickle import load_pggan_pickle
 from tlgan_jax.weights.stylegan2_pickle import check_stylegan2_file, load_stylegan2_pickle
 
 __all__ = ["BUILTIN_GENERATORS", "EMBEDDED_GENERATOR", "LATENT_PRIORS", "PGGAN_PICKLE_HELP",
-           "STYLEGAN2_OPTIONS", "Generator", "WSpace", "check_name", "is_stylegan2", "load_generator",
-           "to_uint8"]
+           "STYLEGAN2_OPTIONS", "Generator", "WSpace", "check_name", "is_stylegan2",
+           "load_generator", "to_uint8"]
 
 EMBEDDED_GENERATOR = "digiface64"
 # loaded by name alone, reading no file

@@ -76,20 +76,21 @@ class Generator:
     info: dict = dataclasses.field(default_factory=dict)
     w_space: WSpace | None = None     # style-based generators (StyleGAN2): mapping / synthesis
     latent_space: str = "z"           # what `apply` takes: 'z', or 'w' / 'w+' for a view
-    base: "Generator | None" = None   # a view's z generator (None for a z generator)
+    base: Generator | None = None   # a view's z generator (None for a z generator)
     first_layer: Callable[[Any], Any] | None = None
     features: Callable[[Any, jax.Array], jax.Array] | None = None
 
     def __post_init__(self):
         if self.latent_prior not in LATENT_PRIORS:
-            raise ValueError(f"latent_prior must be one of {LATENT_PRIORS}, got {self.latent_prior!r}")
+            raise ValueError(f"latent_prior must be one of {LATENT_PRIORS}, "
+                             f"got {self.latent_prior!r}")
         if self.latent_space not in LATENT_SPACES:
             raise ValueError(f"latent_space must be one of {LATENT_SPACES}, got "
                              f"{self.latent_space!r}")
 
     # --- latent spaces ------------------------------------------------------------------
     @property
-    def z_generator(self) -> "Generator":
+    def z_generator(self) -> Generator:
         """The generator on z (itself unless this is a view on w or w+)."""
         return self.base if self.base is not None else self
 
@@ -113,7 +114,7 @@ class Generator:
         return {"z": z.latent_dim, "w": ws.w_dim if ws else 0,
                 "w+": ws.num_ws * ws.w_dim if ws else 0}[space]
 
-    def in_space(self, space: str) -> "Generator":
+    def in_space(self, space: str) -> Generator:
         """This generator taking latents of `space` (same params, same images):
           z   its input (the z generator);
           w   [N, w_dim]: the mapping's output, used for every style input;

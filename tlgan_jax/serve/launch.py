@@ -218,6 +218,7 @@ def serve(cfg: EditorConfig) -> None:
               "it)", flush=True)
         threading.Thread(target=editor.warmup, kwargs={"render": False}, daemon=True).start()
     import uvicorn
+
     from tlgan_jax.serve.app import create_app
     print(f"editor at http://{cfg.host}:{cfg.port}  (API docs: /docs; Ctrl-C stops it)",
           flush=True)

@@ -524,6 +524,7 @@ def quiet_orbax():
     """Silence orbax's per-call INFO logs and its warnings (the sharding one: we restore numpy
     on the host; a read-only checkpoint manager's: we only read); errors still show."""
     import warnings
+
     from absl import logging as absl_logging
     level = absl_logging.get_verbosity()
     absl_logging.set_verbosity(absl_logging.ERROR)

@@ -20,8 +20,13 @@ import stat
 import types
 
 from tlgan_jax.weights.pggan_pickle import tflib_networks, tflib_variables
-from tlgan_jax.weights.safe_pickle import (NUMPY_GLOBALS, CorruptPickleError, StateHolder,  # noqa: F401
-                                           UnsafePickleError, restricted_loads)
+from tlgan_jax.weights.safe_pickle import (  # noqa: F401
+    NUMPY_GLOBALS,
+    CorruptPickleError,
+    StateHolder,
+    UnsafePickleError,
+    restricted_loads,
+)
 
 NETWORK_CLASS = ("dnnlib.tflib.network", "Network")
 
