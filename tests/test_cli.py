@@ -66,7 +66,11 @@ def _cases(tmp: Path, axes: Path, text: Path):
     return [
         ("discover_axes", ["--extractors=gender,nope"], "--extractors=gender,nope: unknown"),
         ("discover_axes", ["--generator=pggan:/nonexistent/karras.pkl"],
-         "--generator=pggan:/nonexistent/karras.pkl: pg-GAN pickle"),
+         "--generator=pggan:/nonexistent/karras.pkl: cannot read the pg-GAN pickle"),
+        ("discover_axes", ["--generator=stylegan2:/nonexistent/ffhq.pkl"],
+         "--generator=stylegan2:/nonexistent/ffhq.pkl: no such StyleGAN2 pickle"),
+        ("discover_axes", ["--latent_space=w"], "--latent_space=w: digiface64 has only a z space"),
+        ("discover_axes", ["--latent_space=s"], "--latent_space=s: value should be one of"),
         ("discover_axes", ["--generator=stylegan9"], "--generator=stylegan9: unknown generator"),
         ("discover_axes", ["--eval_step=nan"], "--eval_step=nan: must be a finite number"),
         ("discover_axes", ["--traversal_steps=-1,nan"], "--traversal_steps=-1,nan: must be"),
@@ -92,6 +96,8 @@ def _cases(tmp: Path, axes: Path, text: Path):
         ("invert", [f"--photos={photo}", "--box=1,2,3"], "--box=1,2,3: give left,top"),
         ("traverse", [], "--axes=: must not be empty"),
         ("traverse", [f"--axes={axes}", "--lock=bald"], "--lock=bald: ['bald'] not among"),
+        ("traverse", [f"--axes={axes}", "--layers=0:4"], "--layers=0:4: needs W or W+ axes"),
+        ("traverse", [f"--axes={axes}", "--layers=4"], "--layers=4: must be START:STOP"),
         ("traverse", [f"--axes={axes}", "--latents=/nonexistent.npy"],
          "--latents=/nonexistent.npy: no such"),
         ("benchmark_axis_quality", ["--methods=ols,foo"], "--methods=ols,foo: 'foo' is not"),
@@ -100,6 +106,8 @@ def _cases(tmp: Path, axes: Path, text: Path):
          "--peer_python=/nonexistent/python: not an executable"),
         ("benchmark_throughput", ["--dtype=float16"], "--dtype=float16: 'float16' is not one"),
         ("benchmark_throughput", ["--batch=0"], "--batch=0: must be at least 1"),
+        ("benchmark_throughput", ["--dtype=bfloat16"], "--dtype=bfloat16: bfloat16 is the"),
+        ("benchmark_throughput", [f"--profile_json={tmp}"], f"--profile_json={tmp}: is a dir"),
         ("train_celeba_extractor", [], "--workdir=: must not be empty"),
         ("train_celeba_extractor", ["--workdir=w", "--data_dir=/nonexistent"],
          "--data_dir=/nonexistent: no such directory"),
@@ -119,7 +127,7 @@ def test_bad_flags_are_one_line_exit_2_before_any_model_loads(tmp_path, axes_fil
 def test_a_missing_pggan_pickle_says_where_the_official_one_comes_from(capsys, no_models):
     _, _, err, _ = run_cli(capsys, "discover_axes", "--generator=pggan:gone.pkl")
     for part in ("karras2018iclr-celebahq-1024x1024.pkl", "progressive_growing_of_gans",
-                 "no such file"):
+                 "--generator=pggan:gone.pkl: cannot read the pg-GAN pickle (No such file"):
         assert part in err
 
 
@@ -197,7 +205,7 @@ def test_editor_help_shows_port_and_host_defaults(capsys):
     assert "(default: '127.0.0.1')" in out.split("--host:")[1].split("--")[0]
     for name in ("axes", "generator", "extractors", "default_samples", "invert_steps",
                  "invert_restarts", "refine_steps", "feature_weight", "max_upload_mb",
-                 "benchmark"):
+                 "benchmark", "allowed_host", "invert_queue"):
         assert f"--{name}:" in out
     assert "--[no]no_warm_invert:" in out
 
@@ -217,6 +225,46 @@ def test_editor_refuses_a_busy_port_before_loading(capsys, no_models):
                    f"(another editor?); pass another --port, e.g. --port={port + 1}")
 
 
+def test_editor_host_guard_and_upload_queue_flags_reach_the_app(monkeypatch, capsys):
+    """--allowed_host (plus a named --host) goes to create_app(allowed_hosts=...) and
+    --invert_queue to the editor's Limits; a negative queue is a one-line error."""
+    pytest.importorskip("fastapi")
+    import types
+
+    import uvicorn
+
+    from tlgan_jax.serve import app as app_module
+    from tlgan_jax.serve import launch
+    seen = {}
+
+    def fake_build(axes, generator, extractors, *, invert_config, limits, default_samples):
+        seen["limits"] = limits
+        return types.SimpleNamespace(gen=types.SimpleNamespace(name="g"), attributes=["a"],
+                                     warmup=lambda **kw: None)
+
+    monkeypatch.setattr(launch, "build_editor", fake_build)
+    monkeypatch.setattr(app_module, "create_app",
+                        lambda editor, allowed_hosts=(): seen.setdefault("hosts", allowed_hosts))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.setdefault("run", kw))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(SystemExit) as e:
+        launch.main(["--allowed_host=editor.example.org,10.0.0.7", "--invert_queue=5",
+                     "--host=127.0.0.2", f"--port={port}", "--no_warm_invert"])
+    assert e.value.code == 0, capsys.readouterr().err
+    assert seen["hosts"] == ["editor.example.org", "10.0.0.7", "127.0.0.2"]
+    assert seen["limits"].invert_queue == 5 and seen["run"]["port"] == port
+    with pytest.raises(SystemExit) as e:
+        launch.main(["--invert_queue=-1"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.endswith("--invert_queue=-1: must be at least 0\n")
+    with pytest.raises(SystemExit) as e:
+        launch.main(["--allowed_host=http://evil.example/"])
+    assert e.value.code == 2 and "--allowed_host=http://evil.example/: give host names" in \
+        capsys.readouterr().err
+
+
 def test_as_a_user_runs_it(tmp_path):
     """The real processes: --help exits 0, a bad value exits 2 with one line and no traceback."""
     env = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -231,9 +279,13 @@ def test_as_a_user_runs_it(tmp_path):
     assert not list(tmp_path.iterdir())          # nothing was written
 
 
-def test_every_phase_of_the_main_job_reports_progress_with_a_rate(tmp_path, capsys):
+def test_every_phase_of_the_main_job_reports_progress_with_a_rate(tmp_path, capsys,
+                                                                  caplog):
     """No long silence: labelling, fitting, edit evaluation and traversals each print a line
-    (the ones that take a while with their rate)."""
+    (the ones that take a while with their rate; progress bars by tqdm on stderr, the fit's
+    start and end as absl INFO log lines)."""
+    import logging
+    caplog.set_level(logging.INFO, logger="absl")
     sys.path.insert(0, str(ROOT / "tests"))
     from tlgan_jax.discover import DiscoverConfig, discover_axes
 
@@ -245,9 +297,10 @@ def test_every_phase_of_the_main_job_reports_progress_with_a_rate(tmp_path, caps
     for phase in ("labelling", "evaluating edits", "rendering traversals"):
         lines = [part for part in err.replace("\r", "\n").splitlines() if phase in part]
         assert lines and "/s" in lines[-1], phase
-    assert "fitting 2 axes (ols) on 512 samples" in err and "fitted in" in err
+    assert "fitting 2 axes (ols) on 512 samples" in caplog.text and "fitted in" in caplog.text
     n_faces = 8 * (1 + 4 * 2)                    # y0, then ±λ free and ±λ locked per axis
-    assert f"evaluating edits  {n_faces}/{n_faces} faces" in err
+    last = [p for p in err.replace("\r", "\n").splitlines() if "evaluating edits" in p][-1]
+    assert f" {n_faces}/{n_faces} " in last and "faces/s" in last
 
 
 def _user_errors():

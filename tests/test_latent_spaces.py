@@ -180,7 +180,7 @@ def test_tiny32_stylegan2_job_in_w_and_the_traverse_cli(tmp_path):
                           f"--out={tmp_path / 'tr2'}"],
                          capture_output=True, text=True, timeout=600,
                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
-    assert bad.returncode != 0 and "--layers must be START:STOP" in bad.stderr
+    assert bad.returncode == 2 and "--layers=4: must be START:STOP" in bad.stderr
 
 
 def test_editor_serves_w_axes(tmp_path):

@@ -177,8 +177,9 @@ def check_generator(name: str, field: str = "generator", *,
     with `latent_space` w or w+, it is a style-based generator (StyleGAN2) that has one."""
     try:
         _generators.check_name(name)
-    except (ValueError, OSError) as e:
-        raise ConfigError(field, str(e), name) from None
+    except (ValueError, OSError) as e:   # the readers name the file: said once here
+        path = name.partition(":")[2]
+        raise ConfigError(field, str(e).removeprefix(f"{path}: "), name) from None
     if latent_space not in (None, "z") and not _generators.is_stylegan2(name):
         raise ConfigError("latent_space", f"{name} has only a z space (W and W+ belong to "
                           f"style-based generators: stylegan2:PATH.pkl, stylegan2-1024); use "

@@ -13,9 +13,6 @@ parameters of the pinned weights are cached with orbax (`weights.pinned.cached_p
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 
@@ -23,7 +20,8 @@ from tlgan_jax import runtime
 from tlgan_jax.generators import dcgan, pggan, stylegan2
 from tlgan_jax.generators.core import LATENT_PRIORS, Generator, WSpace, to_uint8
 from tlgan_jax.weights import pinned
-from tlgan_jax.weights.pggan_pickle import load_pggan_pickle
+from tlgan_jax.weights.pggan_pickle import PgganPickleError, load_pggan_pickle
+from tlgan_jax.weights.safe_pickle import require_regular_file
 from tlgan_jax.weights.stylegan2_pickle import check_stylegan2_file, load_stylegan2_pickle
 
 __all__ = ["BUILTIN_GENERATORS", "EMBEDDED_GENERATOR", "LATENT_PRIORS", "PGGAN_PICKLE_HELP",
@@ -63,9 +61,9 @@ def is_stylegan2(name: str) -> bool:
 
 
 def check_name(name: str, **options) -> None:
-    """Raise ValueError for an unknown generator name or an option it does not take, and
-    OSError (FileNotFoundError) for a pickle that is not a readable regular file; loads
-    nothing (flags are checked with it before any work)."""
+    """Raise ValueError for an unknown generator name or an option it does not take, and the
+    pickle reader's own error (ValueError / OSError, naming the file) for a pickle path that
+    is not a regular file; loads nothing (flags are checked with it before any work)."""
     if not isinstance(name, str):
         raise ValueError(f"a generator name is a string, got {type(name).__name__}")
     allowed = STYLEGAN2_OPTIONS if is_stylegan2(name) else ()
@@ -77,13 +75,13 @@ def check_name(name: str, **options) -> None:
     if name in BUILTIN_GENERATORS:
         return
     if name.startswith("pggan:"):
-        path = Path(name[len("pggan:"):]).expanduser()
         if not name[len("pggan:"):]:
             raise ValueError(f"'pggan:' needs the pickle's path after the colon; "
                              f"{PGGAN_PICKLE_HELP}")
-        if not path.is_file() or not os.access(path, os.R_OK):
-            why = "no such file" if not path.exists() else "not a readable file"
-            raise FileNotFoundError(f"pg-GAN pickle {path}: {why}. {PGGAN_PICKLE_HELP}")
+        try:            # the reader's own check (a device or FIFO would never end)
+            require_regular_file(name[len("pggan:"):], PgganPickleError, "pg-GAN pickle")
+        except PgganPickleError as e:
+            raise PgganPickleError(f"{e}. {PGGAN_PICKLE_HELP}") from None
         return
     if name.startswith("stylegan2:"):
         if not name[len("stylegan2:"):]:
