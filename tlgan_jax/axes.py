@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
 import jax
 import jax.numpy as jnp
@@ -368,7 +368,8 @@ class Axes:
             raise ValueError(f"{path}: 'diagnostics' must map each axis name to an object of "
                              f"figures; not objects: {bad[:5]}")
         try:
-            axes = cls(data["directions"], tuple(str(n) for n in data["names"]),
+            axes = cls(cast(jax.Array, data["directions"]),   # checked in __post_init__
+                       tuple(str(n) for n in data["names"]),
                        method=method, diagnostics=diagnostics, metadata=metadata)
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None

@@ -93,7 +93,8 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     else:
         evaluator = sampler
     if groups is None:
-        from tlgan_jax.extractors import EQUIVALENT_ATTRIBUTES as groups
+        from tlgan_jax.extractors import EQUIVALENT_ATTRIBUTES
+        groups = EQUIVALENT_ATTRIBUTES
     with tqdm(total=cfg.eval_faces * (1 + 4 * len(axes.names)), desc="evaluating edits",
               unit="faces", disable=not cfg.progress) as bar:
         label = _counting(evaluator.label, bar, 4 * evaluator.batch_size)

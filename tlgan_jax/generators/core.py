@@ -98,6 +98,14 @@ class Generator:
         """The latent spaces this generator offers: ('z',) or ('z', 'w', 'w+')."""
         return LATENT_SPACES if self.w_space is not None else ("z",)
 
+    def require_w_space(self) -> WSpace:
+        """The z generator's `WSpace`; ValueError for a generator with only z."""
+        ws = self.z_generator.w_space
+        if ws is None:
+            raise ValueError(f"{self.z_generator.name} has no W space (W and W+ belong to "
+                             f"style-based generators such as StyleGAN2)")
+        return ws
+
     def check_space(self, space: str) -> str:
         """`space` if this generator has it, else one ValueError naming what it has."""
         if space not in LATENT_SPACES:
@@ -127,7 +135,7 @@ class Generator:
             return z
         if space == self.latent_space:
             return self
-        ws = z.w_space
+        ws = z.require_w_space()
         if space == "w":
             def apply(p, w):
                 return ws.synthesis(p, ws.broadcast(w))
@@ -136,10 +144,11 @@ class Generator:
                 return ws.synthesis(p, wp.reshape(wp.shape[0], ws.num_ws, ws.w_dim))
         first_layer = features = None                   # the unsupervised baselines' hooks
         if space == "w":
-            if ws.style_weights is not None:
+            style_weights = ws.style_weights
+            if style_weights is not None:
                 def first_layer(p):
                     return jnp.concatenate([jnp.asarray(m, jnp.float32)
-                                            for m in ws.style_weights(p)], axis=1)
+                                            for m in style_weights(p)], axis=1)
 
             def features(p, w):
                 return w
@@ -149,7 +158,7 @@ class Generator:
 
     @functools.cached_property
     def _jitted_mapping(self):
-        return jax.jit(self.z_generator.w_space.mapping)
+        return jax.jit(self.require_w_space().mapping)
 
     def encode(self, z, space: str, batch_size: int = 4096) -> jax.Array:
         """z (the z generator's input latents) -> the same faces' latents in `space`:
@@ -159,7 +168,7 @@ class Generator:
         z = zg.check_latents(z)
         if space == "z":
             return zg.canonical_latents(z)
-        ws = zg.w_space
+        ws = zg.require_w_space()
         w = jnp.concatenate([self._jitted_mapping(zg.params, z[i:i + batch_size])
                              for i in range(0, z.shape[0], batch_size)]) \
             if z.shape[0] else jnp.zeros((0, ws.w_dim), jnp.float32)
