@@ -79,7 +79,7 @@ def main():
         try:
             url = child.stdout.readline().strip()
 
-            def post(data, box=None):
+            def post(data, box=None, url=url):
                 form = {"framing": "center", "refine": "false", **({"box": box} if box else {})}
                 try:
                     r = httpx.post(url + "/api/invert", files={"file": ("a.png", data)},

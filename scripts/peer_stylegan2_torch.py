@@ -26,7 +26,8 @@ Maths (networks_stylegan2.py, upfirdn_2d.py; psi 1 and stored noise unless asked
   Conv0_up: conv_transpose2d(stride 2) with weight W[::-1, ::-1] (torch [I, O, kh, kw]: out[2i+k]
            += x[i]·weight[k]), size 2H+1, then FIR 4K with pad (1, 1)
   layer: lrelu(modconv + noise·strength + b); ToRGB: modconv(1×1, no demod) + b
-  skip: y = up2(y) + ToRGB(x), up2 = zero-stuff, pad (2, 1), FIR 4K;  K = outer(k, k)/64, k = [1,3,3,1]
+  skip: y = up2(y) + ToRGB(x), up2 = zero-stuff, pad (2, 1), FIR 4K;
+        K = outer(k, k)/64, k = [1,3,3,1]
 """
 import argparse
 import dataclasses
@@ -80,7 +81,8 @@ class Config:
         for i in range(self.mapping_layers):
             fin = self.latent_size if i == 0 else self.mapping_fmaps
             fout = d if i == self.mapping_layers - 1 else self.mapping_fmaps
-            shapes[f"mapping/Dense{i}/weight"], shapes[f"mapping/Dense{i}/bias"] = (fin, fout), (fout,)
+            shapes[f"mapping/Dense{i}/weight"] = (fin, fout)
+            shapes[f"mapping/Dense{i}/bias"] = (fout,)
         for j in range(self.num_layers - 1):
             r = 2 ** ((j + 5) // 2)
             shapes[f"synthesis/noise{j}"] = (1, 1, r, r)
@@ -126,7 +128,8 @@ class G(torch.nn.Module):
         self.register_buffer("avg", t(variables["dlatent_avg"]))
         for i in range(cfg.mapping_layers):
             w = np.asarray(variables[f"mapping/Dense{i}/weight"], np.float32)
-            self.register_buffer(f"map{i}_w", t(w * np.float32(_coef(w.shape[0], cfg.mapping_lrmul))))
+            coef = np.float32(_coef(w.shape[0], cfg.mapping_lrmul))
+            self.register_buffer(f"map{i}_w", t(w * coef))
             self.register_buffer(f"map{i}_b", t(variables[f"mapping/Dense{i}/bias"]) * float(
                 np.float32(cfg.mapping_lrmul)))
         for j in range(cfg.num_layers - 1):
@@ -146,7 +149,8 @@ class G(torch.nn.Module):
                 w_t = w.transpose(3, 2, 0, 1)
             self.register_buffer(key + "_w", t(w_t))
             self.register_buffer(key + "_wsq", t((w ** 2).sum(axis=(0, 1))))      # [I, O]
-            self.register_buffer(key + "_a", t(variables[p + "mod_weight"]) * _coef(cfg.dlatent_size))
+            self.register_buffer(key + "_a",
+                                 t(variables[p + "mod_weight"]) * _coef(cfg.dlatent_size))
             self.register_buffer(key + "_a_b", t(variables[p + "mod_bias"]) + 1.0)
             self.register_buffer(key + "_b", t(variables[p + "bias"]))
             if p + "noise_strength" in variables:
@@ -193,7 +197,8 @@ class G(torch.nn.Module):
         def layer(x, idx, name, up=False):
             key = name.replace("/", "_")
             x = self._modconv(x, wp[:, idx], name, up=up)
-            x = x + getattr(self, f"noise{idx}").to(x.dtype) * getattr(self, key + "_ns").to(x.dtype)
+            noise = getattr(self, f"noise{idx}").to(x.dtype)
+            x = x + noise * getattr(self, key + "_ns").to(x.dtype)
             return _lrelu(x + getattr(self, key + "_b").to(x.dtype)[:, None, None])
 
         def torgb(x, idx, name):

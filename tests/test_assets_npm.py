@@ -7,9 +7,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from helpers import require
 
 from tlgan_jax.weights import pinned as assets
+
+from helpers import require
 
 WEIGHTS = b"\x07\x08\x09" * 1000
 NAME = "@tlgan-test/fakepkg"

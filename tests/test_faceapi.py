@@ -7,12 +7,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import PARITY_TOL, rel_error
 
-from tlgan_jax.extractors import (descriptor_distance, identity_kept, load_extractor,
-                                  load_face_descriptor)
+from tlgan_jax.extractors import (
+    descriptor_distance,
+    identity_kept,
+    load_extractor,
+    load_face_descriptor,
+)
 from tlgan_jax.extractors import faceapi as fa
 from tlgan_jax.weights.tfjs import TfjsFormatError, read_tfjs_weights
+
+from helpers import PARITY_TOL, rel_error
 
 GOLDEN = Path(__file__).parent / "golden"
 

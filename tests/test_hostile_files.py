@@ -4,6 +4,7 @@ exception, an allocation sized by the file, or another run's data."""
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,7 @@ from tlgan_jax.axes import Axes
 from tlgan_jax.invert import PhotoError, frame_face, load_photo
 from tlgan_jax.sampling import sample
 from tlgan_jax.store import ShardStore, ShardStoreError, load_samples
+
 from toy import toy_extractor, toy_generator
 
 HERE = Path(__file__).resolve().parent
@@ -241,8 +243,9 @@ def test_axes_save_is_atomic(tmp_path, monkeypatch):
     ({"generator": "pggan:/dev/zero"}, r"not one of the built-in .*pass --generator"),
     ({"extractors": ["celeba40:/tmp/ckpt"]}, r"not among the built-in .*pass --extractors"),
 ])
-def test_an_axes_file_does_not_choose_which_files_are_opened(tmp_path, monkeypatch, metadata,
-                                                             message):
+def test_an_axes_file_does_not_choose_which_files_are_opened(tmp_path, monkeypatch, capsys,
+                                                             metadata, message):
+    from tlgan_jax import extractors
     from tlgan_jax.serve import launch
     _, path = _axes(tmp_path, **metadata)
     opened = []
@@ -250,26 +253,33 @@ def test_an_axes_file_does_not_choose_which_files_are_opened(tmp_path, monkeypat
     def record(name, *a, **k):
         opened.append(name)
         raise RuntimeError(f"stop: would load {name}")
-    monkeypatch.setattr(launch, "load_generator", record)
-    monkeypatch.setattr(launch, "load_extractor", record)
+    monkeypatch.setattr(generators, "load_generator", record)    # as the editor loads them
+    monkeypatch.setattr(extractors, "load_extractor", record)    # (through cli.load_models)
     with pytest.raises(ValueError, match=message) as e:
         launch.build_editor(str(path))
     assert str(path) in str(e.value) and opened == []
     # named by the user too, the model is used (here: recorded, not loaded)
     with pytest.raises(RuntimeError, match="stop: would load pggan:/x.pkl"):
         launch.build_editor(str(path), generator="pggan:/x.pkl", extractors=["gender"])
-    # the command line says the same in one line
-    with pytest.raises(SystemExit, match=r"python -m tlgan_jax.serve: .*axes\.npz"):
+    # the command line says the same in one line (exit status 2), before anything loads
+    opened.clear()
+    with pytest.raises(SystemExit) as e:
         launch.main(["--axes", str(path)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and opened == [] and err.count("\n") == 1
+    assert re.match(r"python -m tlgan_jax.serve: --axes=.*axes\.npz: ", err)
+    assert re.search(message, err)
 
 
-def test_serve_with_a_text_file_as_axes_says_not_an_axes_file(tmp_path):
+def test_serve_with_a_text_file_as_axes_says_not_an_axes_file(tmp_path, capsys):
     from tlgan_jax.serve import launch
     text = tmp_path / "axes.txt"
     text.write_text("hello")
     with pytest.raises(SystemExit) as e:
         launch.main(["--axes", str(text)])
-    assert "axes.txt: not an axes file" in str(e.value) and "pickle" not in str(e.value)
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert "axes.txt: not an axes file" in err and "pickle" not in err
 
 
 def test_a_pggan_pickle_must_be_a_regular_file(tmp_path):
@@ -277,7 +287,8 @@ def test_a_pggan_pickle_must_be_a_regular_file(tmp_path):
         generators.load_generator("pggan:/dev/zero")
     with pytest.raises(ValueError, match="is not a regular file"):
         generators.load_generator(f"pggan:{tmp_path}")
-    with pytest.raises(ValueError, match=r"missing.pkl: cannot read the pg-GAN pickle \(No such file"):
+    with pytest.raises(ValueError,
+                       match=r"missing.pkl: cannot read the pg-GAN pickle \(No such file"):
         generators.load_generator(f"pggan:{tmp_path}/missing.pkl")
 
 
@@ -289,8 +300,9 @@ def _run(tmp_path, seed=0, ext=None, num=100):
 
 
 def _other_extractor():
-    from tlgan_jax.extractors import custom_extractor
     import jax.numpy as jnp
+
+    from tlgan_jax.extractors import custom_extractor
 
     def scores(images):        # same shapes as the toy extractor, other meaning
         return {"dark": -jnp.mean(images, axis=(1, 2, 3)),

@@ -4,7 +4,7 @@ Layers, lowest first; a module may import its own layer or lower ones, never hig
   0  metrics, files, runtime, weights.* (no model code)
   1  generators.*, extractors.*                   (siblings: neither imports the other)
   2  sampling, store, combine, fit.*, axes, editing, invert.*, plots
-  3  discover, bench.*, train.*, serve.*
+  3  discover, bench.*, train.*, serve.*, cli   (cli: flags from config dataclasses, error policy)
 Every import counts, also one inside a function (no lazy import dodges the rule), and the
 module-level imports form no cycle.
 """
@@ -18,7 +18,7 @@ LAYERS = {
     0: ("metrics", "files", "runtime", "weights"),
     1: ("generators", "extractors"),
     2: ("sampling", "store", "combine", "fit", "axes", "editing", "invert", "plots"),
-    3: ("discover", "bench", "train", "serve"),
+    3: ("discover", "bench", "train", "serve", "cli"),
 }
 SIBLINGS_APART = {("generators", "extractors"), ("extractors", "generators")}
 

@@ -110,7 +110,8 @@ def test_hostile_and_malformed_tlgan_pickles(tmp_path):
 def test_malformed_boundaries(tmp_path):
     p = tmp_path / "x_boundary.npy"
     np.save(p, np.ones((2, 8), np.float32))
-    with pytest.raises(PeerAxesError, match=r"shape \[1, d\], got dtype float32 and shape \(2, 8\)"):
+    with pytest.raises(PeerAxesError,
+                       match=r"shape \[1, d\], got dtype float32 and shape \(2, 8\)"):
         read_interfacegan_boundary(p)
     np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(PeerAxesError, match="expected a float array"):

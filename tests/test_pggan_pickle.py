@@ -7,9 +7,18 @@ import types
 
 import numpy as np
 import pytest
+from hostile import (
+    Call,
+    Global,
+    Opcodes,
+    dumps,
+    np_array,
+    np_dtype,
+    np_of,
+    run_isolated,
+    tf_network,
+)
 
-from hostile import (Call, Global, Opcodes, dumps, np_array, np_dtype, np_of, run_isolated,
-                     tf_network)
 from tlgan_jax.generators import pggan
 from tlgan_jax.weights.pggan_pickle import (
     CorruptPickleError,

@@ -61,9 +61,16 @@ def test_discover_axes_cli_on_pggan_with_celeba40(tmp_path, celeba_ckpt):
     summary = json.loads((work / "summary.json").read_text())
     assert set(summary["diagnostics"]) == set(axes.names)
 
-    # traverse.py renders from the axes file with the generator it names
+    # traverse.py renders from the axes file; the pickle it names is opened only when the user
+    # names it too (an axes file never chooses which files are read)
     out = tmp_path / "grids"
-    _run("traverse.py", f"--axes={work / 'axes.npz'}", f"--out={out}",
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    refused = subprocess.run([sys.executable, str(ROOT / "experiments" / "traverse.py"),
+                              f"--axes={work / 'axes.npz'}", f"--out={out}"],
+                             capture_output=True, text=True, timeout=300, env=env)
+    assert refused.returncode == 2 and not out.exists()
+    assert f"pass --generator NAME yourself (--generator pggan:{pkl}" in refused.stderr
+    _run("traverse.py", f"--axes={work / 'axes.npz'}", f"--out={out}", f"--generator=pggan:{pkl}",
          "--attributes=Smiling,Male", "--lock=Young", "--faces=2", "--steps=-2,0,2")
     assert sorted(p.name for p in out.iterdir()) == ["traversal_Male.png", "traversal_Smiling.png"]
 

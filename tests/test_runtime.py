@@ -41,8 +41,9 @@ def test_cache_dir_changes_with_the_package_jax_and_jaxlib_versions(monkeypatch,
 
 
 def test_version_is_single_sourced():
-    import tlgan_jax
     import tomllib
+
+    import tlgan_jax
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "tlgan_jax.__version__"}

@@ -6,12 +6,29 @@ import struct
 
 import numpy as np
 import pytest
+from hostile import (
+    Build,
+    Call,
+    Global,
+    NewObj,
+    dumps,
+    np_array,
+    np_dtype,
+    np_of,
+    np_scalar,
+    run_isolated,
+)
 
-from hostile import (Build, Call, Global, NewObj, dumps, np_array, np_dtype, np_of,
-                     np_scalar, run_isolated)
-from tlgan_jax.weights.safe_pickle import (NUMPY_GLOBALS, CorruptPickleError, InertFunction,
-                                           RestrictedUnpickler, StateHolder, UnsafePickleError,
-                                           as_array, restricted_loads)
+from tlgan_jax.weights.safe_pickle import (
+    NUMPY_GLOBALS,
+    CorruptPickleError,
+    InertFunction,
+    RestrictedUnpickler,
+    StateHolder,
+    UnsafePickleError,
+    as_array,
+    restricted_loads,
+)
 
 ALLOWED = {**NUMPY_GLOBALS, ("tfutil", "Network"): StateHolder}
 PLAIN = ["b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8"]

@@ -14,10 +14,10 @@ import jax
 import numpy as np
 import pytest
 
-from helpers import PARITY_TOL, rel_error
 from tlgan_jax.sampling import Sampler, sample, shard_latents
 from tlgan_jax.store import ShardStore, ShardStoreError, load_samples
 
+from helpers import PARITY_TOL, rel_error
 from toy import toy_extractor, toy_generator, toy_scores
 
 HERE = Path(__file__).resolve().parent

@@ -409,7 +409,9 @@ def test_queued_uploads_never_delay_renders_and_extra_uploads_get_503(editor, mo
     and after the release exactly the running and the queued uploads are inverted."""
     import concurrent.futures
     import threading
+
     import httpx
+
     from tlgan_jax.serve import editor as editor_module
     gate = _GatedInverter(editor.inverter)
     monkeypatch.setattr(editor, "inverter", gate)

@@ -7,11 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import PARITY_TOL, rel_error, stylegan2_fixtures_dir as fixtures_dir
 from tlgan_jax.bench.throughput import BF16_MAX_TOL, BF16_RMS_TOL
 from tlgan_jax.generators import WSpace, load_generator
 from tlgan_jax.generators import stylegan2 as sg
 from tlgan_jax.weights.stylegan2_pickle import load_stylegan2_pickle
+
+from helpers import PARITY_TOL, rel_error
+from helpers import stylegan2_fixtures_dir as fixtures_dir
 
 FIXTURES = ("tiny32", "tiny64")
 # (psi, cutoff, dlatents key, images key)
@@ -21,7 +23,7 @@ VARIANTS = [(1.0, None, "dlatents", "images_psi1"),
 FORMS = [(m, u) for m in sg.MODULATIONS for u in sg.UPSAMPLES]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(name):
     params, config = sg.from_network(load_stylegan2_pickle(fixtures_dir() / f"{name}.pkl"))
     return config, params, dict(np.load(fixtures_dir() / f"{name}_expected.npz"))
@@ -66,7 +68,8 @@ def test_images_parity_every_variant_and_form(name, modulation, upsample):
         for psi, cutoff, _, ikey in VARIANTS:
             out = synth(params, sg.truncate(wp, params["dlatent_avg"], psi, cutoff))
             assert out.dtype == jnp.float32 and nchw(out).shape == e[ikey].shape
-            assert rel_error(nchw(out), e[ikey]) <= PARITY_TOL, (ikey, rel_error(nchw(out), e[ikey]))
+            err = rel_error(nchw(out), e[ikey])
+            assert err <= PARITY_TOL, (ikey, err)
 
 
 @pytest.mark.parametrize("name", FIXTURES)
@@ -157,7 +160,8 @@ def test_noise_modes():
     forms = dict(config=cfg, modulation="activations", upsample="transposed")
     f = jax.jit(functools.partial(sg.apply, noise="random", **forms))
     stored = np.asarray(jax.jit(functools.partial(sg.apply, **forms))(params, z))
-    a, b = np.asarray(f(params, z, key=jax.random.key(1))), np.asarray(f(params, z, key=jax.random.key(1)))
+    a = np.asarray(f(params, z, key=jax.random.key(1)))
+    b = np.asarray(f(params, z, key=jax.random.key(1)))
     c = np.asarray(f(params, z, key=jax.random.key(2)))
     assert np.array_equal(a, b) and not np.allclose(a, c, atol=1e-3)
     assert not np.allclose(a, stored, atol=1e-3)
@@ -181,7 +185,8 @@ def test_noise_modes():
 
 def test_bad_inputs():
     cfg, params, e = load("tiny32")
-    with pytest.raises(ValueError, match=r"latents z must have shape \[N, 32\], got shape \(2, 31\)"):
+    with pytest.raises(ValueError,
+                       match=r"latents z must have shape \[N, 32\], got shape \(2, 31\)"):
         sg.apply(params, jnp.zeros((2, 31)), config=cfg)
     with pytest.raises(ValueError, match=r"dlatents w\+ must have shape \[N, 8, 32\]"):
         sg.synthesis(params, jnp.zeros((2, 7, 32)), config=cfg)
@@ -236,7 +241,7 @@ def test_load_generator_by_name_psi1_stored_noise():
 def test_load_generator_truncation_options():
     _, _, e = load("tiny64")
     path = fixtures_dir() / "tiny64.pkl"
-    for psi, cutoff, dkey, ikey in VARIANTS[1:]:
+    for psi, cutoff, _, ikey in VARIANTS[1:]:
         gen = load_generator(f"stylegan2:{path}", truncation_psi=psi, truncation_cutoff=cutoff)
         assert (gen.info["truncation_psi"], gen.info["truncation_cutoff"]) == (psi, cutoff)
         with jax.default_matmul_precision("highest"):
@@ -245,7 +250,8 @@ def test_load_generator_truncation_options():
             out = jax.jit(gen.w_space.synthesis)(gen.params, e["dlatents"])
             assert rel_error(nchw(out), e[ikey]) <= PARITY_TOL
     fast = load_generator(f"stylegan2:{path}", fast=True, truncation_psi=0.7)
-    assert fast.info["dtype"] == "bfloat16" and rel_error(nchw(fast(e["z"])), e["images_psi0p7"]) <= BF16_MAX_TOL
+    assert fast.info["dtype"] == "bfloat16"
+    assert rel_error(nchw(fast(e["z"])), e["images_psi0p7"]) <= BF16_MAX_TOL
 
 
 def test_load_generator_errors(tmp_path):
@@ -257,7 +263,8 @@ def test_load_generator_errors(tmp_path):
     with pytest.raises(OSError, match="^/dev/zero: not a regular file"):
         load_generator("stylegan2:/dev/zero")
     path = fixtures_dir() / "tiny32.pkl"
-    with pytest.raises(ValueError, match=r"takes no option\(s\) \['psi'\]; it takes \['truncation_psi'"):
+    with pytest.raises(ValueError,
+                       match=r"takes no option\(s\) \['psi'\]; it takes \['truncation_psi'"):
         load_generator(f"stylegan2:{path}", psi=0.7)
     with pytest.raises(ValueError, match="truncation_psi must be a finite number"):
         load_generator(f"stylegan2:{path}", truncation_psi="0.7")
@@ -274,7 +281,8 @@ def _conv_macs(cfg, upsample):
     nf, c, m = cfg.nf, cfg.num_channels, 9 * cfg.nf(1) ** 2 * 16 + cfg.nf(1) * cfg.num_channels * 16
     for r in range(3, cfg.resolution_log2 + 1):
         res, cin, cout = 2 ** r, nf(r - 2), nf(r - 1)
-        m += 16 * cin * cout * (res // 2 + 1) ** 2 if upsample == "transposed" else 9 * cin * cout * res * res
+        m += (16 * cin * cout * (res // 2 + 1) ** 2 if upsample == "transposed"
+              else 9 * cin * cout * res * res)
         m += 9 * cout * cout * res * res + cout * c * res * res
     return m
 

@@ -1,4 +1,5 @@
-"""Reading NVIDIA's StyleGAN2 pickle without TensorFlow: Gs, its config, and refusal of bad files."""
+"""Reading NVIDIA's StyleGAN2 pickle without TensorFlow: Gs, its config, and refusal of bad
+files."""
 import os
 import pickle
 import sys
@@ -7,13 +8,23 @@ import types
 import numpy as np
 import pytest
 
-from helpers import stylegan2_fixtures_dir as fixtures_dir
-from tlgan_jax.generators.stylegan2 import (CONFIG_F_1024, StyleGAN2Config, config_from_kwargs,
-                                            from_network)
+from tlgan_jax.generators.stylegan2 import (
+    CONFIG_F_1024,
+    StyleGAN2Config,
+    config_from_kwargs,
+    from_network,
+)
 from tlgan_jax.weights.safe_pickle import as_array, restricted_loads
-from tlgan_jax.weights.stylegan2_pickle import (_ALLOWED, CorruptPickleError, StyleGAN2PickleError,
-                                                UnsafePickleError, load_stylegan2_pickle,
-                                                parse_stylegan2_pickle)
+from tlgan_jax.weights.stylegan2_pickle import (
+    _ALLOWED,
+    CorruptPickleError,
+    StyleGAN2PickleError,
+    UnsafePickleError,
+    load_stylegan2_pickle,
+    parse_stylegan2_pickle,
+)
+
+from helpers import stylegan2_fixtures_dir as fixtures_dir
 
 
 def read(data, what="StyleGAN2 pickle"):
@@ -233,7 +244,8 @@ BAD = [
     (_drop("Gs", "dlatent_avg"), r"missing \['dlatent_avg'\]"),
     (_drop("synthesis", "noise6"), r"missing \['synthesis/noise6'\]"),
     (lambda gs: gs["components"]["synthesis"]["variables"].append(
-        ("64x64/Conv1/bias", np.zeros(3, np.float32))), r"unexpected \['synthesis/64x64/Conv1/bias'\]"),
+        ("64x64/Conv1/bias", np.zeros(3, np.float32))),
+     r"unexpected \['synthesis/64x64/Conv1/bias'\]"),
     (_edit_var("synthesis", "8x8/Conv1/mod_bias", lambda v: v[:-1]),
      r"synthesis/8x8/Conv1/mod_bias has shape \(47,\), expected \(48,\)"),
     (_edit_var("synthesis", "noise3", lambda v: v[..., :8]),

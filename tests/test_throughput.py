@@ -58,7 +58,9 @@ print(f"peer (torch DCGAN + onnxruntime gender+age), batch 256: {rate:.1f} label
 
 def test_peer_rounds_alternate_and_report_the_median_ratio(tmp_path):
     import sys
+
     from tlgan_jax.sampling import Sampler
+
     from toy import toy_extractor, toy_generator
     script = tmp_path / "peer.py"
     script.write_text(FAKE_PEER)
@@ -71,7 +73,8 @@ def test_peer_rounds_alternate_and_report_the_median_ratio(tmp_path):
         assert r["peer_generator_alone_per_second"] == 2e9
         assert r["ratio"] == pytest.approx(r["ours_samples_per_second"] / 1e9)
         assert len(r["load_average_before"]) == len(r["load_average_after"]) == 3
-    assert out["median_ratio"] == pytest.approx(float(np.median([r["ratio"] for r in out["rounds"]])))
+    ratios = [r["ratio"] for r in out["rounds"]]
+    assert out["median_ratio"] == pytest.approx(float(np.median(ratios)))
     assert out["min_ratio"] <= out["median_ratio"] <= out["max_ratio"]
     script.write_text("import sys; sys.exit('no torch here')")
     with pytest.raises(RuntimeError, match="the peer .* failed: no torch here"):
@@ -93,7 +96,8 @@ def test_cpu_profile_parts_add_up_and_the_floor_follows_from_flops():
     parts = sum(nets[k]["mflop_per_sample_xla"] for k in ("generator: toy", "extractor: toy"))
     assert nets["labeller (all)"]["mflop_per_sample_xla"] == pytest.approx(parts, rel=1e-3)
     assert p["floor_gflops"] == max(p["attainable"]["gflops"].values()) > 0
-    floor_us = nets["labeller (all)"]["mflop_per_sample_xla"] * 1e6 / (p["floor_gflops"] * 1e9) * 1e6
+    labeller = nets["labeller (all)"]
+    floor_us = labeller["mflop_per_sample_xla"] * 1e6 / (p["floor_gflops"] * 1e9) * 1e6
     assert p["floor_ms_per_sample"] == pytest.approx(floor_us / 1e3)
-    assert p["fraction_of_floor"] == pytest.approx(floor_us / nets["labeller (all)"]["us_per_sample"])
+    assert p["fraction_of_floor"] == pytest.approx(floor_us / labeller["us_per_sample"])
     assert p["machine"]["cpu_model"] and p["load_average_before"] and "load average" in p["caveat"]

@@ -8,11 +8,12 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 import pytest
-
-from helpers import PARITY_TOL, pinned_file
 from hostile import Build, Call, Global, Storage, dumps, run_isolated
+
 from tlgan_jax.weights.safe_pickle import CorruptPickleError, UnsafePickleError
 from tlgan_jax.weights.torch_zip import TorchCheckpointError, load_torch_zip
+
+from helpers import PARITY_TOL, pinned_file
 
 
 # --- torch-style pickles, written without torch (tests/hostile.py) ------------------------------

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
 import jax
 import jax.numpy as jnp
@@ -33,8 +33,12 @@ import numpy as np
 from tlgan_jax.extractors import BUILTIN_EXTRACTORS, EMBEDDED_EXTRACTORS
 from tlgan_jax.files import NpzError, jsonable, read_npz, write_npz
 from tlgan_jax.generators import BUILTIN_GENERATORS, EMBEDDED_GENERATOR
-from tlgan_jax.weights.peer_axes import (read_interfacegan_boundary, read_tlgan_directions,
-                                         write_interfacegan_boundary, write_tlgan_directions)
+from tlgan_jax.weights.peer_axes import (
+    read_interfacegan_boundary,
+    read_tlgan_directions,
+    write_interfacegan_boundary,
+    write_tlgan_directions,
+)
 
 FILE_FORMAT = "tlgan_jax.axes/1"
 # The most bytes `Axes.load` reads per member (d·k·4 bytes of directions: 16 MiB is e.g.
@@ -364,7 +368,8 @@ class Axes:
             raise ValueError(f"{path}: 'diagnostics' must map each axis name to an object of "
                              f"figures; not objects: {bad[:5]}")
         try:
-            axes = cls(data["directions"], tuple(str(n) for n in data["names"]),
+            axes = cls(cast(jax.Array, data["directions"]),   # checked in __post_init__
+                       tuple(str(n) for n in data["names"]),
                        method=method, diagnostics=diagnostics, metadata=metadata)
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
@@ -374,7 +379,7 @@ class Axes:
 
     # --- the peer tools' files ---------------------------------------------------------
     @classmethod
-    def from_interfacegan(cls, files, latent_space: str = "z") -> "Axes":
+    def from_interfacegan(cls, files, latent_space: str = "z") -> Axes:
         """Axes from InterFaceGAN boundary files (`.npy`, float32 [1, d], one attribute
         each): `files` a {name: path} mapping, or paths named by their file name without
         '_boundary.npy' (e.g. stylegan_ffhq_age_w_boundary.npy -> 'stylegan_ffhq_age_w').
@@ -406,7 +411,7 @@ class Axes:
                 for n, s in zip(self.names, safe)]
 
     @classmethod
-    def from_tlgan(cls, path: str | Path) -> "Axes":
+    def from_tlgan(cls, path: str | Path) -> Axes:
         """Axes from TL-GAN's feature_direction_*.pkl ({'direction': [d, k], 'name': [k]};
         read through an allow-list of NumPy globals only). TL-GAN's axes live in z."""
         directions, names = read_tlgan_directions(path)

@@ -8,8 +8,8 @@ WORKDIR/
   summary.md, summary.json   diagnostics and edit figures per attribute
 
 Edits are scored by the net that defined each axis ("own judge") and, when `judges` are given,
-by the same attribute as scored by an unrelated net (`extractors.EQUIVALENT_ATTRIBUTES`), plus, with a
-face `descriptor`, the share of faces that keep their identity. Judges and the descriptor run
+by the same attribute as scored by an unrelated net (`extractors.EQUIVALENT_ATTRIBUTES`), plus,
+with a face `descriptor`, the share of faces that keep their identity. Judges and the descriptor run
 only on the evaluation faces, never on the samples the axes are fitted on.
 """
 from __future__ import annotations
@@ -20,10 +20,12 @@ import importlib.metadata
 import json
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
+from absl import logging
+from tqdm.auto import tqdm
 
 from tlgan_jax.axes import Axes
 from tlgan_jax.combine import (
@@ -35,7 +37,7 @@ from tlgan_jax.combine import (
     lock_exceptions,
     parse_combine,
 )
-from tlgan_jax.editing import edit_report, judges_for, render_traversal
+from tlgan_jax.editing import edit_directions, edit_report, judges_for, render_traversal
 from tlgan_jax.files import atomic_write, file_lock, write_json
 from tlgan_jax.fit import fit_axes_in, method_targets
 from tlgan_jax.generators import Generator
@@ -88,9 +90,12 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     timings["sampling_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    _say(cfg, f"fitting {len(samples.names)} axes ({cfg.method}) on {len(samples.z)} samples "
+              f"in {cfg.latent_space} space...")
     axes = fit_samples(sampler, samples, cfg, combine=combine)
     combos = combinations_from_metadata(axes.metadata)
     timings["fit_s"] = time.perf_counter() - t
+    _say(cfg, f"fitted in {timings['fit_s']:.1f} s")
     gen_z, gen = gen, gen.in_space(cfg.latent_space)   # evaluation and traversals in that space
     axes.save(workdir / "axes.npz")
 
@@ -105,28 +110,29 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     else:
         evaluator = sampler
     if groups is None:
-        from tlgan_jax.extractors import EQUIVALENT_ATTRIBUTES as groups
-    label, scored = combined_label(evaluator.label, evaluator.names, combos)
-    kw = dict(step=cfg.eval_step, y0=label(z_eval),
-              judges={**judges_for(axes.names, scored, groups),
-                      **combination_judges(combos, scored)},
-              descriptor=(descriptor.columns, descriptor.threshold) if descriptor else None)
-    free = edit_report(label, scored, z_eval, axes, **kw)
-    locked = edit_report(label, scored, z_eval, axes, lock_others=True,
-                         lock_except=lock_exceptions(combos), **kw)
+        from tlgan_jax.extractors import EQUIVALENT_ATTRIBUTES
+        groups = EQUIVALENT_ATTRIBUTES
+    with tqdm(total=cfg.eval_faces * (1 + 4 * len(axes.names)), desc="evaluating edits",
+              unit="faces", disable=not cfg.progress) as bar:
+        label, scored = combined_label(_counting(evaluator.label, bar, 4 * evaluator.batch_size),
+                                       evaluator.names, combos)
+        kw: dict[str, Any] = dict(
+            step=cfg.eval_step, y0=label(z_eval),
+            judges={**judges_for(axes.names, scored, groups),
+                    **combination_judges(combos, scored)},
+            descriptor=(descriptor.columns, descriptor.threshold) if descriptor else None)
+        free = edit_report(label, scored, z_eval, axes, **kw)
+        locked = edit_report(label, scored, z_eval, axes, lock_others=True,
+                             lock_except=lock_exceptions(combos), **kw)
     timings["evaluation_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    faces = z_eval[:cfg.traversal_faces]
-    for name in axes.names:
-        imgs = render_traversal(gen, faces, axes[name], cfg.traversal_steps)
-        grid = image_grid(imgs, row_labels=[f"face {k}" for k in range(len(faces))],
-                          col_labels=[f"{s:+g}" for s in cfg.traversal_steps],
-                          title=f"{name} ({cfg.method}, {cfg.num_samples} samples)")
-        save_png(grid, workdir / f"traversal_{_safe(name)}.png")
+    write_traversals(gen, axes, z_eval[:cfg.traversal_faces], workdir, cfg.traversal_steps,
+                     title=f"({cfg.method}, {cfg.num_samples} samples)", progress=cfg.progress)
     timings["traversals_s"] = time.perf_counter() - t
 
-    summary = {"generator": gen_z.name, "latent_space": cfg.latent_space, "extractors": [e.name for e in sampler.extractors],
+    summary = {"generator": gen_z.name, "latent_space": cfg.latent_space,
+               "extractors": [e.name for e in sampler.extractors],
                "judges": [e.name for e in judges],
                "descriptor": descriptor.name if descriptor is not None else None,
                "combine": {c.name: list(c.sources) for c in combos},
@@ -206,6 +212,72 @@ def _version() -> str:
         return "unknown"
 
 
+def judges_to_load(spec: Sequence[str], extractor_names: Sequence[str]) -> tuple[str, ...]:
+    """Extractor names for discover_axes.py's --judges: "none" -> none, "auto" -> every
+    embedded family that defined no axis (`extractors.default_judges`), else the names given."""
+    from tlgan_jax.extractors import default_judges
+    spec = tuple(spec)
+    if spec == ("none",):
+        return ()
+    return default_judges(extractor_names) if spec == ("auto",) else spec
+
+
+def relevant_judges(judges: Sequence[Any], extractors: Sequence[Any],
+                    spec: Sequence[str]) -> list:
+    """With --judges=auto, only the judges that score the concept of some attribute of the
+    `extractors` (`extractors.EQUIVALENT_ATTRIBUTES`); judges named explicitly are all kept."""
+    from tlgan_jax.extractors import EQUIVALENT_ATTRIBUTES
+    if tuple(spec) != ("auto",):
+        return list(judges)
+    names = [a for e in extractors for a in e.attributes]
+    return [j for j in judges if judges_for(names, j.attributes, EQUIVALENT_ATTRIBUTES)]
+
+
+def write_traversals(gen: Generator, axes: Axes, z, out_dir: str | Path,
+                     steps: Sequence[float], names: Sequence[str] | None = None,
+                     lock: Sequence[str] = (), *, layers: Sequence[int] | None = None,
+                     title: str = "", cell: int | None = None,
+                     progress: bool = True) -> list[Path]:
+    """One PNG per attribute, out_dir/traversal_<name>.png: the faces z (rows, in gen's latent
+    space) moved along the attribute's axis (columns: `steps`), with the attributes in `lock`
+    held fixed (TL-GAN's lock: the moved axis made orthogonal to the locked ones). layers: W /
+    W+ axes applied only to those style inputs (`editing.render_traversal`)."""
+    names = list(names or axes.names)
+    z = np.asarray(z)
+    paths = []
+    with tqdm(total=len(names), desc="rendering traversals", unit="attributes",
+              disable=not progress) as bar:
+        for name in names:
+            held = [n for n in lock if n != name]
+            direction = np.asarray(edit_directions(axes, [name], held))[:, 0]
+            imgs = render_traversal(gen, z, direction, steps, layers=layers)
+            head = " ".join(p for p in (name, title) if p)
+            head += f" (locked: {', '.join(held)})" if held else ""
+            head += f" (style inputs {layers[0]}..{layers[-1]})" if layers else ""
+            grid = image_grid(imgs, row_labels=[f"face {k}" for k in range(len(z))],
+                              col_labels=[f"{s:+g}" for s in steps], title=head, cell=cell)
+            paths.append(save_png(grid, Path(out_dir) / f"traversal_{_safe(name)}.png"))
+            bar.update(1)
+    return paths
+
+
+def _counting(label: Callable[[np.ndarray], np.ndarray], bar: tqdm, chunk: int):
+    """`label` run in chunks of `chunk` rows, each counted on the progress bar."""
+    def counted(z):
+        z = np.asarray(z)
+        parts = []
+        for s in range(0, len(z), chunk):
+            parts.append(label(z[s:s + chunk]))
+            bar.update(len(parts[-1]))
+        return np.concatenate(parts)
+    return counted
+
+
+def _say(cfg: DiscoverConfig, message: str) -> None:
+    if cfg.progress:
+        logging.info(message)
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
@@ -249,7 +321,28 @@ def summary_markdown(s: dict) -> str:
         row += [_largest_off_target(e["entanglement"][a], same),
                 _largest_off_target(locked["entanglement"][a], same)]
         lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", SUMMARY_LEGEND]) + "\n"
+
+
+SUMMARY_LEGEND = """\
+Columns:
+- **held-out**: on the 20% of samples kept out of the fit. Binary attributes (logits): AUC,
+  how well z·axis ranks those samples by the sign of their score (0.5 chance, 1 perfect).
+  Continuous ones: R², the share of the score's variance the linear fit explains.
+  **AUC nan**: the held-out samples hold one class only (every score > 0, or every one ≤ 0),
+  so there is nothing to rank; the axis may still be fine. Draw more samples, or check that
+  the extractor suits these faces.
+- **split-half cos**: cosine between the axes fitted on two disjoint halves of the training
+  samples: 1 is stable; below ~0.95, more samples help.
+- **own judge +λ / −λ**: the share of fresh faces whose score (by the net that defined the
+  axis) rises when moved λ latent units along the axis / falls when moved −λ (λ above).
+- **independent judge +λ / −λ**: the same, scored by an unrelated net's attribute of the same
+  concept (it took no part in fitting); "-" when no judge scores this attribute.
+- **identity kept +λ / −λ**, **distance / unit** (with a face descriptor): the share of faces
+  that stay the same person after the edit, and the mean descriptor distance per latent unit.
+- **largest off-target**: the other attribute that moves most, as its change per unit of
+  this attribute's own change; *free* moves along the axis, *others locked* along the axis
+  made orthogonal to every other one (TL-GAN's lock)."""
 
 
 def _largest_off_target(row: dict, same: set) -> str:

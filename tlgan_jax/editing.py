@@ -86,7 +86,7 @@ def to_wplus(gen: Generator, latents) -> jax.Array:
     latents = gen.check_latents(latents)
     if gen.latent_space == "w+":
         return latents
-    ws = gen.w_space
+    ws = gen.require_w_space()
     return ws.broadcast(latents).reshape(latents.shape[0], ws.num_ws * ws.w_dim)
 
 
@@ -99,7 +99,7 @@ def layer_direction(gen: Generator, direction, layers: Sequence[int]) -> jax.Arr
         raise ValueError(f"{gen.name}: layer-wise edits need W or W+ axes and latents "
                          f"(gen.in_space('w') of a style-based generator), not "
                          f"{gen.latent_space}")
-    ws = gen.w_space
+    ws = gen.require_w_space()
     layers = sorted({int(i) for i in layers})
     if not layers or layers[0] < 0 or layers[-1] >= ws.num_ws:
         raise ValueError(f"{gen.name}: layers must be a non-empty subset of 0..{ws.num_ws - 1} "
@@ -112,6 +112,29 @@ def layer_direction(gen: Generator, direction, layers: Sequence[int]) -> jax.Arr
     else:
         rows = d.reshape(*d.shape[:-1], ws.num_ws, ws.w_dim) * mask
     return rows.reshape(*d.shape[:-1], ws.num_ws * ws.w_dim)
+
+
+def parse_layers(text: str | None, num_ws: int | None = None) -> list[int] | None:
+    """'START:STOP' (either end may be empty, Python slice semantics) -> the style-input indices
+    range(num_ws)[START:STOP]; None for None. ValueError for another form or, with `num_ws`,
+    a selection of no input. Without `num_ws` only the form is checked (returns [])."""
+    if text is None:
+        return None
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start = int(parts[0]) if parts[0] else None
+        stop = int(parts[1]) if parts[1] else None
+    except ValueError:
+        raise ValueError(f"must be START:STOP (e.g. 0:4 coarse, 4:8 middle, 8: fine), got "
+                         f"{text!r}") from None
+    if num_ws is None:
+        return []
+    layers = list(range(num_ws))[start:stop]
+    if not layers:
+        raise ValueError(f"{text} selects no style input (there are {num_ws})")
+    return layers
 
 
 def traversal_latents(gen: Generator, z, direction, steps: Sequence[float]) -> jax.Array:
@@ -165,7 +188,8 @@ class EditReport:
                               for a, row in zip(self.names, self.entanglement)},
              "judges": {a: {b: {"success_up": float(u), "success_down": float(v)}
                             for b, (u, v) in j.items()} for a, j in self.judged.items()}}
-        if self.identity_distance is not None:
+        if (self.identity_distance is not None and self.identity_kept_up is not None
+                and self.identity_kept_down is not None):
             d["identity"] = {
                 "threshold": self.identity_threshold,
                 "kept_up": dict(zip(self.names, map(float, self.identity_kept_up))),
@@ -254,7 +278,7 @@ def edit_report(label: Label, scored: Sequence[str], z: np.ndarray, axes: Axes,
     attrs = tuple(scored[i] for i in acols)
     y0a, ypa, yma = np.asarray(y0)[:, acols], y_plus[..., acols], y_minus[..., acols]
     up, down, ent = edit_effects(y0a, ypa, yma, [attrs.index(a) for a in names])
-    judged = {}
+    judged: dict[str, dict[str, tuple[float, float]]] = {}
     for j, a in enumerate(names):
         for b in (judges or {}).get(a, ()):
             u, v, _ = edit_effects(y0a, ypa[j:j + 1], yma[j:j + 1], [attrs.index(b)])

@@ -173,7 +173,7 @@ class DirectoryLock:
         self.fd, self.path = fd, path
 
     @classmethod
-    def acquire(cls, path: str | Path) -> "DirectoryLock | None":
+    def acquire(cls, path: str | Path) -> DirectoryLock | None:
         path = Path(path)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

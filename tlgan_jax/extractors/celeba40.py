@@ -23,7 +23,7 @@ import orbax.checkpoint as ocp
 
 from tlgan_jax.extractors.core import Extractor, resize_antialiased
 from tlgan_jax.extractors.mobilenet import CelebA40Net
-from tlgan_jax.weights.pinned import device_arrays
+from tlgan_jax.weights.pinned import device_arrays, quiet_orbax
 
 # CelebA's 40 attributes, spelled and ordered as tfds `celeb_a` (= list_attr_celeba.txt).
 ATTRIBUTES: tuple[str, ...] = (
@@ -137,7 +137,7 @@ def restore_variables(path: str, step: int | None = None,
     model_config = model_config or read_model_config(ckpt_dir)
     abstract = jax.eval_shape(functools.partial(init_variables, model_config),
                               jax.random.key(0))
-    with checkpoint_manager(ckpt_dir, read_only=True) as mngr:
+    with quiet_orbax(), checkpoint_manager(ckpt_dir, read_only=True) as mngr:
         step = mngr.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"{ckpt_dir} holds no checkpoint step")

@@ -115,7 +115,8 @@ def _same_pads(n: int, k: int, s: int) -> tuple[int, int]:
 def _conv(x, w, stride: int, padding: str):
     """tf.conv2d, NHWC input, HWIO kernel, TF 'same' or 'valid' padding."""
     if padding == "same":
-        pads = [_same_pads(x.shape[1], w.shape[0], stride), _same_pads(x.shape[2], w.shape[1], stride)]
+        pads = [_same_pads(x.shape[1], w.shape[0], stride),
+                _same_pads(x.shape[2], w.shape[1], stride)]
     else:
         pads = [(0, 0), (0, 0)]
     return jax.lax.conv_general_dilated(x, w, (stride, stride), pads,

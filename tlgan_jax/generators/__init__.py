@@ -13,7 +13,6 @@ parameters of the pinned weights are cached with orbax (`weights.pinned.cached_p
 """
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 
@@ -21,14 +20,18 @@ from tlgan_jax import runtime
 from tlgan_jax.generators import dcgan, pggan, stylegan2
 from tlgan_jax.generators.core import LATENT_PRIORS, Generator, WSpace, to_uint8
 from tlgan_jax.weights import pinned
-from tlgan_jax.weights.pggan_pickle import load_pggan_pickle
-from tlgan_jax.weights.stylegan2_pickle import load_stylegan2_pickle
+from tlgan_jax.weights.pggan_pickle import PgganPickleError, load_pggan_pickle
+from tlgan_jax.weights.safe_pickle import require_regular_file
+from tlgan_jax.weights.stylegan2_pickle import check_stylegan2_file, load_stylegan2_pickle
 
-__all__ = ["BUILTIN_GENERATORS", "EMBEDDED_GENERATOR", "LATENT_PRIORS", "Generator", "WSpace",
+__all__ = ["BUILTIN_GENERATORS", "EMBEDDED_GENERATOR", "LATENT_PRIORS", "PGGAN_PICKLE_HELP",
+           "STYLEGAN2_OPTIONS", "Generator", "WSpace", "check_name", "is_stylegan2",
            "load_generator", "to_uint8"]
 
 EMBEDDED_GENERATOR = "digiface64"
-BUILTIN_GENERATORS = ("digiface64", "pggan1024", "stylegan2-1024")      # loaded by name alone, reading no file
+# loaded by name alone, reading no file
+BUILTIN_GENERATORS = ("digiface64", "pggan1024", "stylegan2-1024")
+STYLEGAN2_OPTIONS = ("truncation_psi", "truncation_cutoff")     # load_generator(**options)
 
 
 def _digiface64() -> Generator:
@@ -42,6 +45,52 @@ def _pggan_kwargs(fast: bool) -> dict:
     # Both run Conv0 as the exact 4-phase sub-pixel rewrite of upsample + 3×3 conv (parity with
     # the faithful form ~2e-6 on the fixtures); fast adds bf16 compute (GPU).
     return {"dtype": jnp.bfloat16 if fast else jnp.float32, "conv0": "subpixel"}
+
+
+# Where NVIDIA's official pg-GAN pickle comes from (README: "Using your own GAN / pg-GAN pickle").
+PGGAN_PICKLE_HELP = (
+    "NVIDIA's official CelebA-HQ generator is karras2018iclr-celebahq-1024x1024.pkl from the "
+    "progressive_growing_of_gans release (github.com/tkarras/progressive_growing_of_gans, "
+    "Google Drive folder networks/tensorflow-version; CC BY-NC 4.0): download it and pass "
+    "pggan:/path/to/karras2018iclr-celebahq-1024x1024.pkl")
+
+
+def is_stylegan2(name: str) -> bool:
+    """Whether generator `name` is a StyleGAN2 (takes `STYLEGAN2_OPTIONS`, has a W space)."""
+    return name.startswith("stylegan2:") or name == "stylegan2-1024"
+
+
+def check_name(name: str, **options) -> None:
+    """Raise ValueError for an unknown generator name or an option it does not take, and the
+    pickle reader's own error (ValueError / OSError, naming the file) for a pickle path that
+    is not a regular file; loads nothing (flags are checked with it before any work)."""
+    if not isinstance(name, str):
+        raise ValueError(f"a generator name is a string, got {type(name).__name__}")
+    allowed = STYLEGAN2_OPTIONS if is_stylegan2(name) else ()
+    bad = sorted(set(options) - set(allowed))
+    if bad:
+        raise ValueError(f"generator {name!r} takes no option(s) {bad}"
+                         + (f"; it takes {list(allowed)}" if allowed else
+                            " (truncation options are for StyleGAN2 generators)"))
+    if name in BUILTIN_GENERATORS:
+        return
+    if name.startswith("pggan:"):
+        if not name[len("pggan:"):]:
+            raise ValueError(f"'pggan:' needs the pickle's path after the colon; "
+                             f"{PGGAN_PICKLE_HELP}")
+        try:            # the reader's own check (a device or FIFO would never end)
+            require_regular_file(name[len("pggan:"):], PgganPickleError, "pg-GAN pickle")
+        except PgganPickleError as e:
+            raise PgganPickleError(f"{e}. {PGGAN_PICKLE_HELP}") from None
+        return
+    if name.startswith("stylegan2:"):
+        if not name[len("stylegan2:"):]:
+            raise ValueError("'stylegan2:' needs the pickle's path after the colon, e.g. "
+                             "stylegan2:/path/to/stylegan2-ffhq-config-f.pkl")
+        check_stylegan2_file(name[len("stylegan2:"):])
+        return
+    raise ValueError(f"unknown generator {name!r}: use 'digiface64', 'pggan:PATH.pkl', "
+                     f"'pggan1024', 'stylegan2:PATH.pkl' or 'stylegan2-1024'")
 
 
 def _pggan_pickle(path: str, fast: bool) -> Generator:
@@ -75,23 +124,14 @@ def _stylegan2_1024(fast: bool, seed: int = 0, **options) -> Generator:
                                   **_stylegan2_kwargs(fast, **options))
 
 
-_STYLEGAN2_OPTIONS = ("truncation_psi", "truncation_cutoff")
-
-
 def load_generator(name: str = EMBEDDED_GENERATOR, *, fast: bool = False,
                    **options) -> Generator:
     """A `Generator` by name (see the module docstring). fast: bf16 fast path where offered.
 
     options (StyleGAN2 only): truncation_psi (default 1: no truncation), truncation_cutoff
     (default None: every style layer; N: the first N)."""
+    check_name(name, **options)
     runtime.ensure_configured()      # JAX set-up before its first use (tlgan_jax.runtime)
-    is_stylegan2 = name.startswith("stylegan2:") or name == "stylegan2-1024"
-    allowed = _STYLEGAN2_OPTIONS if is_stylegan2 else ()
-    bad = sorted(set(options) - set(allowed))
-    if bad:
-        raise ValueError(f"generator {name!r} takes no option(s) {bad}"
-                         + (f"; it takes {list(allowed)}" if allowed else
-                            " (truncation options are for StyleGAN2 generators)"))
     if name == "digiface64":
         return _digiface64()
     if name.startswith("pggan:"):
@@ -102,5 +142,4 @@ def load_generator(name: str = EMBEDDED_GENERATOR, *, fast: bool = False,
         return _stylegan2_pickle(name[len("stylegan2:"):], fast, **options)
     if name == "stylegan2-1024":
         return _stylegan2_1024(fast, **options)
-    raise ValueError(f"unknown generator {name!r}: use 'digiface64', 'pggan:PATH.pkl', "
-                     f"'pggan1024', 'stylegan2:PATH.pkl' or 'stylegan2-1024'")
+    raise AssertionError(f"check_name let {name!r} through")   # unreachable

@@ -76,26 +76,35 @@ class Generator:
     info: dict = dataclasses.field(default_factory=dict)
     w_space: WSpace | None = None     # style-based generators (StyleGAN2): mapping / synthesis
     latent_space: str = "z"           # what `apply` takes: 'z', or 'w' / 'w+' for a view
-    base: "Generator | None" = None   # a view's z generator (None for a z generator)
+    base: Generator | None = None   # a view's z generator (None for a z generator)
     first_layer: Callable[[Any], Any] | None = None
     features: Callable[[Any, jax.Array], jax.Array] | None = None
 
     def __post_init__(self):
         if self.latent_prior not in LATENT_PRIORS:
-            raise ValueError(f"latent_prior must be one of {LATENT_PRIORS}, got {self.latent_prior!r}")
+            raise ValueError(f"latent_prior must be one of {LATENT_PRIORS}, "
+                             f"got {self.latent_prior!r}")
         if self.latent_space not in LATENT_SPACES:
             raise ValueError(f"latent_space must be one of {LATENT_SPACES}, got "
                              f"{self.latent_space!r}")
 
     # --- latent spaces ------------------------------------------------------------------
     @property
-    def z_generator(self) -> "Generator":
+    def z_generator(self) -> Generator:
         """The generator on z (itself unless this is a view on w or w+)."""
         return self.base if self.base is not None else self
 
     def spaces(self) -> tuple[str, ...]:
         """The latent spaces this generator offers: ('z',) or ('z', 'w', 'w+')."""
         return LATENT_SPACES if self.w_space is not None else ("z",)
+
+    def require_w_space(self) -> WSpace:
+        """The z generator's `WSpace`; ValueError for a generator with only z."""
+        ws = self.z_generator.w_space
+        if ws is None:
+            raise ValueError(f"{self.z_generator.name} has no W space (W and W+ belong to "
+                             f"style-based generators such as StyleGAN2)")
+        return ws
 
     def check_space(self, space: str) -> str:
         """`space` if this generator has it, else one ValueError naming what it has."""
@@ -113,7 +122,7 @@ class Generator:
         return {"z": z.latent_dim, "w": ws.w_dim if ws else 0,
                 "w+": ws.num_ws * ws.w_dim if ws else 0}[space]
 
-    def in_space(self, space: str) -> "Generator":
+    def in_space(self, space: str) -> Generator:
         """This generator taking latents of `space` (same params, same images):
           z   its input (the z generator);
           w   [N, w_dim]: the mapping's output, used for every style input;
@@ -126,7 +135,7 @@ class Generator:
             return z
         if space == self.latent_space:
             return self
-        ws = z.w_space
+        ws = z.require_w_space()
         if space == "w":
             def apply(p, w):
                 return ws.synthesis(p, ws.broadcast(w))
@@ -135,10 +144,11 @@ class Generator:
                 return ws.synthesis(p, wp.reshape(wp.shape[0], ws.num_ws, ws.w_dim))
         first_layer = features = None                   # the unsupervised baselines' hooks
         if space == "w":
-            if ws.style_weights is not None:
+            style_weights = ws.style_weights
+            if style_weights is not None:
                 def first_layer(p):
                     return jnp.concatenate([jnp.asarray(m, jnp.float32)
-                                            for m in ws.style_weights(p)], axis=1)
+                                            for m in style_weights(p)], axis=1)
 
             def features(p, w):
                 return w
@@ -148,7 +158,7 @@ class Generator:
 
     @functools.cached_property
     def _jitted_mapping(self):
-        return jax.jit(self.z_generator.w_space.mapping)
+        return jax.jit(self.require_w_space().mapping)
 
     def encode(self, z, space: str, batch_size: int = 4096) -> jax.Array:
         """z (the z generator's input latents) -> the same faces' latents in `space`:
@@ -158,7 +168,7 @@ class Generator:
         z = zg.check_latents(z)
         if space == "z":
             return zg.canonical_latents(z)
-        ws = zg.w_space
+        ws = zg.require_w_space()
         w = jnp.concatenate([self._jitted_mapping(zg.params, z[i:i + batch_size])
                              for i in range(0, z.shape[0], batch_size)]) \
             if z.shape[0] else jnp.zeros((0, ws.w_dim), jnp.float32)

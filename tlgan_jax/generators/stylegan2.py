@@ -2,7 +2,8 @@
 
 Maths (official networks_stylegan2.py and upfirdn_2d.py; NHWC inside, params keep the stored
 TF layouts and names):
-  equalised lr: W_used = W · float32(1/√fan_in · lrmul), fan_in = prod(shape[:-1]); b_used = b · lrmul
+  equalised lr: W_used = W · float32(1/√fan_in · lrmul), fan_in = prod(shape[:-1]);
+                b_used = b · lrmul
   lrelu(x)  = max(x, 0.2·x) · √2 (bias added first)
   mapping:  x = z · rsqrt(mean(z²) + 1e-8); x = lrelu(x @ W_i + b_i), i < mapping_layers
             (lrmul 0.01 on weights and biases, the last layer too) -> w [N, D]

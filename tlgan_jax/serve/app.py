@@ -28,7 +28,7 @@ import base64
 import ipaddress
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
@@ -222,7 +222,7 @@ def create_app(editor: Editor, allowed_hosts=()) -> FastAPI:
     Coord = Annotated[float, Field(allow_inf_nan=False, ge=-lim.max_latent, le=lim.max_latent)]
     Latent = Annotated[list[Coord], Field(min_length=d, max_length=d,
                                           description=f"the latent z, {d} numbers")]
-    PhotoId = Annotated[Optional[str], Field(
+    PhotoId = Annotated[str | None, Field(
         default=None, pattern=r"^[0-9a-f]{32}$",
         description="id of an uploaded photo (from /api/invert): render with its refined "
                     "generator")]
@@ -253,7 +253,7 @@ def create_app(editor: Editor, allowed_hosts=()) -> FastAPI:
 
     class RandomRequest(BaseModel):
         model_config = ConfigDict(extra="forbid", strict=True)
-        seed: Optional[Annotated[int, Field(ge=0, lt=2**31), BeforeValidator(_integral)]] = None
+        seed: Annotated[int, Field(ge=0, lt=2 ** 31), BeforeValidator(_integral)] | None = None
 
     class RandomResponse(BaseModel):
         z: list[float]
@@ -269,7 +269,7 @@ def create_app(editor: Editor, allowed_hosts=()) -> FastAPI:
         image: str = Field(description="data:image/png;base64,… of G(z')")
         scores: dict[str, float] = Field(description="every extractor score of the image")
         z_edited: list[float]
-        identity: Optional[Identity] = Field(
+        identity: Identity | None = Field(
             None, description="the edit's identity figure (null: the editor has no descriptor)")
         ms: float = Field(description="server time for this render, milliseconds")
 
@@ -281,7 +281,7 @@ def create_app(editor: Editor, allowed_hosts=()) -> FastAPI:
 
     class InvertResponse(BaseModel):
         z: list[float]
-        photo: Optional[str] = Field(description="id of the refined generator, or null")
+        photo: str | None = Field(description="id of the refined generator, or null")
         target: str = Field(description="the framed photo the latent was fitted to (PNG)")
         image: str = Field(description="the reconstruction (PNG)")
         scores: dict[str, float]
@@ -369,7 +369,7 @@ def create_app(editor: Editor, allowed_hosts=()) -> FastAPI:
     async def invert(
             file: Annotated[UploadFile, File(description="a photo (PNG, JPEG, WebP, …)")],
             framing: Annotated[Literal["auto", "center", "full"], Form()] = "auto",
-            box: Annotated[Optional[str], Form(
+            box: Annotated[str | None, Form(
                 pattern=r"^\s*-?\d+(\.\d+)?(\s*,\s*-?\d+(\.\d+)?){3}\s*$",
                 description="crop left,top,right,bottom in pixels (overrides framing)")] = None,
             refine: Annotated[bool, Form(description="tune the generator to the photo")] = True,

@@ -81,7 +81,12 @@ needs TensorFlow to prepare it once, and the files must be written as array_reco
 
 def open_split(split: str, data_dir: str | None = None) -> Sequence[dict]:
     """Random-access tfds source of one split (e.g. "train", "validation[:1000]")."""
-    import tensorflow_datasets as tfds  # lazy: importing tfds takes ~1 s
+    try:
+        import tensorflow_datasets as tfds  # lazy: importing tfds takes ~1 s; an extra
+    except ImportError as e:
+        raise ModuleNotFoundError(f"reading CelebA needs tensorflow-datasets, the 'celeba' "
+                                  f"extra: pip install -e '.[celeba]' ({e})",
+                                  name="tensorflow_datasets") from e
     try:
         return tfds.data_source(TFDS_NAME, split=split, data_dir=data_dir, download=False,
                                 builder_kwargs={"file_format": "array_record"})

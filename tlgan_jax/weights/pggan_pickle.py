@@ -17,9 +17,16 @@ import types
 
 import numpy as np
 
-from tlgan_jax.weights.safe_pickle import (NUMPY_GLOBALS, CorruptPickleError,  # noqa: F401
-                                           StateHolder, UnsafePickleError, as_array, describe,
-                                           require_regular_file, restricted_loads)
+from tlgan_jax.weights.safe_pickle import (  # noqa: F401
+    NUMPY_GLOBALS,
+    CorruptPickleError,
+    StateHolder,
+    UnsafePickleError,
+    as_array,
+    describe,
+    require_regular_file,
+    restricted_loads,
+)
 
 
 class PgganPickleError(ValueError):

@@ -473,7 +473,7 @@ def cached_params(model: str, package: str, convert: Callable[[], Any]) -> Any:
     key = params_key(model, package)
     target = cache_dir() / "params" / key
     record_path = target.parent / f"{key}.json"
-    with _quiet_orbax():
+    with quiet_orbax():
         ckptr = ocp.PyTreeCheckpointer()
         if target.exists():   # the common case: read without taking the lock
             params, problem = _restore_verified(ckptr, target, record_path, spec)
@@ -520,12 +520,14 @@ def device_arrays(tree: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _quiet_orbax():
-    """Silence orbax's per-call INFO logs and its sharding warning (we restore numpy on host)."""
+def quiet_orbax():
+    """Silence orbax's per-call INFO logs and its warnings (the sharding one: we restore numpy
+    on the host; a read-only checkpoint manager's: we only read); errors still show."""
     import warnings
+
     from absl import logging as absl_logging
     level = absl_logging.get_verbosity()
-    absl_logging.set_verbosity(absl_logging.WARNING)
+    absl_logging.set_verbosity(absl_logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sharding info not provided")

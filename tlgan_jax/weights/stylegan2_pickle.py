@@ -20,8 +20,13 @@ import stat
 import types
 
 from tlgan_jax.weights.pggan_pickle import tflib_networks, tflib_variables
-from tlgan_jax.weights.safe_pickle import (NUMPY_GLOBALS, CorruptPickleError, StateHolder,  # noqa: F401
-                                           UnsafePickleError, restricted_loads)
+from tlgan_jax.weights.safe_pickle import (  # noqa: F401
+    NUMPY_GLOBALS,
+    CorruptPickleError,
+    StateHolder,
+    UnsafePickleError,
+    restricted_loads,
+)
 
 NETWORK_CLASS = ("dnnlib.tflib.network", "Network")
 
@@ -53,31 +58,45 @@ class StyleGAN2Network:
     version: int = 4
 
 
+_HINT = "pass the path of an official StyleGAN2 pickle, e.g. stylegan2-ffhq-config-f.pkl"
+
+
+def _open_pickle(path: str):
+    """The open file at `path`, or one OSError naming it (missing, unreadable, not regular)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):   # before open: a FIFO would block
+            raise OSError(f"{path}: not a regular file; {_HINT}")
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such StyleGAN2 pickle; {_HINT}") from None
+    except OSError as e:
+        if e.args and str(e.args[0]).startswith(f"{path}: "):
+            raise
+        raise OSError(f"{path}: cannot open the StyleGAN2 pickle ({e.strerror or e}); "
+                      f"{_HINT}") from None
+    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        f.close()
+        raise OSError(f"{path}: not a regular file; {_HINT}")
+    return f
+
+
+def check_stylegan2_file(path: str | os.PathLike) -> None:
+    """Raise the OSError `load_stylegan2_pickle` would for a file it cannot open; reads
+    nothing (flags are checked with it before any work)."""
+    _open_pickle(os.fspath(path)).close()
+
+
 def load_stylegan2_pickle(path: str | os.PathLike) -> StyleGAN2Network:
     """Read Gs from NVIDIA's StyleGAN2 pickle at `path` (no TensorFlow, no code from the file).
     A missing, unreadable or non-regular file (a directory, /dev/zero) raises one OSError
     naming it."""
     path = os.fspath(path)
-    hint = "pass the path of an official StyleGAN2 pickle, e.g. stylegan2-ffhq-config-f.pkl"
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):   # before open: a FIFO would block
-            raise OSError(f"{path}: not a regular file; {hint}")
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such StyleGAN2 pickle; {hint}") from None
-    except OSError as e:
-        if e.args and str(e.args[0]).startswith(f"{path}: "):
-            raise
-        raise OSError(f"{path}: cannot open the StyleGAN2 pickle ({e.strerror or e}); "
-                      f"{hint}") from None
-    with f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise OSError(f"{path}: not a regular file; {hint}")
+    with _open_pickle(path) as f:
         try:
             data = f.read()
         except OSError as e:
             raise OSError(f"{path}: cannot read the StyleGAN2 pickle ({e.strerror or e}); "
-                          f"{hint}") from None
+                          f"{_HINT}") from None
     return parse_stylegan2_pickle(data, what=path)
 
 

@@ -33,8 +33,13 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from tlgan_jax.weights.safe_pickle import (Inert, InertFunction, describe, require_regular_file,
-                                           restricted_loads)
+from tlgan_jax.weights.safe_pickle import (
+    Inert,
+    InertFunction,
+    describe,
+    require_regular_file,
+    restricted_loads,
+)
 
 
 class TorchCheckpointError(ValueError):
