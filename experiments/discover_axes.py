@@ -23,7 +23,8 @@ def main(cfg):
     gen, extractors = cli.load_models(cfg.generator, cfg.extractors, fast=cfg.fast)
     _, judges = cli.load_models(None, judges_to_load(cfg.judges, cfg.extractors), field="judges")
     descriptor = None if cfg.identity == "none" else load_face_descriptor(cfg.identity)
-    axes, _ = discover_axes(gen, extractors, cfg.workdir, cli.subset(cfg, DiscoverConfig, combine=cfg.combine_specs()),
+    job = cli.subset(cfg, DiscoverConfig, combine=cfg.combine_specs())
+    axes, _ = discover_axes(gen, extractors, cfg.workdir, job,
                             judges=relevant_judges(judges, extractors, cfg.judges),
                             descriptor=descriptor)
     work = Path(cfg.workdir)
