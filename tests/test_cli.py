@@ -239,8 +239,9 @@ def test_editor_host_guard_and_upload_queue_flags_reach_the_app(monkeypatch, cap
     from tlgan_jax.serve import launch
     seen = {}
 
-    def fake_build(axes, generator, extractors, *, invert_config, limits, default_samples):
-        seen["limits"] = limits
+    def fake_build(axes, generator, extractors, *, invert_config, limits, default_samples,
+                   identity):
+        seen["limits"], seen["identity"] = limits, identity
         return types.SimpleNamespace(gen=types.SimpleNamespace(name="g"), attributes=["a"],
                                      warmup=lambda **kw: None)
 
@@ -253,10 +254,15 @@ def test_editor_host_guard_and_upload_queue_flags_reach_the_app(monkeypatch, cap
         port = s.getsockname()[1]
     with pytest.raises(SystemExit) as e:
         launch.main(["--allowed_host=editor.example.org,10.0.0.7", "--invert_queue=5",
-                     "--host=127.0.0.2", f"--port={port}", "--no_warm_invert"])
+                     "--host=127.0.0.2", f"--port={port}", "--no_warm_invert",
+                     "--identity=faceapi"])
     assert e.value.code == 0, capsys.readouterr().err
     assert seen["hosts"] == ["editor.example.org", "10.0.0.7", "127.0.0.2"]
     assert seen["limits"].invert_queue == 5 and seen["run"]["port"] == port
+    assert seen["identity"] == "faceapi"
+    with pytest.raises(SystemExit) as e:
+        launch.main(["--identity=arcface"])
+    assert e.value.code == 2 and "--identity=arcface" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         launch.main(["--invert_queue=-1"])
     assert e.value.code == 2

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
@@ -42,6 +41,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from absl import logging
+
+from tlgan_jax.files import file_lock
 
 # Bump when a converter changes, so stale cached parameters are not reused.
 CONVERSION_VERSION = "v1"
@@ -127,16 +128,11 @@ def _cache_writes(path: Path):
 
 @contextlib.contextmanager
 def _locked(path: Path):
-    """Exclusive inter-process lock on `path`.lock (blocks until free)."""
-    with _cache_writes(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(str(path) + ".lock", "w")
-    with f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """`files.file_lock` on `path`, an unwritable cache reported as the cache's AssetError."""
+    with contextlib.ExitStack() as stack:
+        with _cache_writes(path):
+            stack.enter_context(file_lock(path))
+        yield
 
 
 def sha256_of(path: Path) -> str:
