@@ -1,6 +1,7 @@
 """NVIDIA's pg-GAN generator `G_paper` in PyTorch: the same-run peer for throughput benchmarks.
 
-Self-contained (torch + numpy + stdlib); mirrors tlgan_jax/models/pggan.py in NCHW.
+Self-contained (torch + numpy + stdlib and scripts/torch_peer.py, the peers' shared pickle
+reading, timing modes and command line); mirrors tlgan_jax/generators/pggan.py in NCHW.
 
 Usage:
   python scripts/peer_pggan_torch.py --check_fixtures=../shared/fixtures/pggan
@@ -24,24 +25,15 @@ Maths (official networks.py, structure 'linear'):
   images = img_r + (up2(images) - img_r)·clip(lod - (R-r), 0, 1)   (lerp_clip)
   Levels below the last one whose clip weight is 0 are dead (img + (prev-img)·0 = img): skipped.
 """
-import argparse
 import dataclasses
 import glob
-import json
 import math
 import os
-import pickle
-import sys
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-try:  # NumPy 2
-    from numpy._core import multiarray as _multiarray
-except ImportError:  # NumPy 1
-    from numpy.core import multiarray as _multiarray
+import torch_peer  # noqa: E402  (scripts/torch_peer.py beside this file)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,31 +154,9 @@ class GPaper(torch.nn.Module):
         return images
 
 
-class _Network:
-    """Inert stand-in for tfutil.Network: keeps the pickled state, runs nothing."""
-
-    def __setstate__(self, state):
-        self.state = state
-
-
-_ALLOWED = {("tfutil", "Network"): _Network, ("numpy", "ndarray"): np.ndarray,
-            ("numpy", "dtype"): np.dtype}
-for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    for _fn in ("_reconstruct", "scalar"):
-        _ALLOWED[(_mod, _fn)] = getattr(_multiarray, _fn)
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) not in _ALLOWED:
-            raise pickle.UnpicklingError(f"refusing global {module}.{name} (not allow-listed)")
-        return _ALLOWED[(module, name)]
-
-
 def load_pickle(path):
     """Official (G, D, Gs) pickle -> (Gs variables, Config); build_module_src is never run."""
-    with open(path, "rb") as f:
-        state = _SafeUnpickler(f, encoding="latin1").load()[2].state
+    state = torch_peer.load_networks(path, ("tfutil", "Network"))[2].state
     if state["build_func_name"] != "G_paper":
         raise ValueError(f"{path}: Gs is {state['build_func_name']!r}, not G_paper")
     variables = {n: np.asarray(v, np.float32) for n, v in state["variables"]}
@@ -235,94 +205,7 @@ def check_fixtures(directory):
     return 0 if worst <= 1e-5 else 1
 
 
-def make_runner(model, mode, device):
-    """z -> images for `mode` (uncompiled); bf16 modes use autocast and channels_last."""
-    if mode == "fp32":
-        return model
-    model.to(memory_format=torch.channels_last)
-    model.memory_format = torch.channels_last
-
-    def forward(z):
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            return model(z)
-
-    return forward
-
-
-def compile_and_warm(fn, warm, first_mode):
-    """torch.compile(first_mode), falling back to the default mode."""
-    for mode in dict.fromkeys((first_mode, "default")):
-        try:
-            compiled = torch.compile(fn, mode=mode)
-            warm(compiled)
-            return compiled
-        except Exception as e:  # any backend failure: try the next mode
-            if mode == "default":
-                raise
-            print(f"torch.compile {mode} failed ({type(e).__name__}: {e}); trying default",
-                  file=sys.stderr)
-            torch._dynamo.reset()
-
-
-def benchmark(args):
-    device = torch.device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cudnn.benchmark = True
-    variables, cfg = load_pickle(args.weights) if args.weights else (
-        random_variables(CELEBAHQ_1024, args.seed), CELEBAHQ_1024)
-    model = GPaper(variables, cfg).to(device).eval()
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-    def draw():
-        return torch.randn(args.batch, cfg.latent_size, device=device)
-
-    def warm(fn):
-        for _ in range(args.warmup):
-            fn(draw())
-        sync()
-
-    run = make_runner(model, args.mode, device)
-    with torch.no_grad():
-        if args.mode == "bf16-compile":
-            run = compile_and_warm(run, warm, args.compile_mode)
-        else:
-            warm(run)
-        batches = max(1, math.ceil(args.num / args.batch))
-        t0 = time.perf_counter()
-        for _ in range(batches):
-            run(draw())
-        sync()
-        seconds = time.perf_counter() - t0
-    num = batches * args.batch
-    ips = num / seconds
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"mode": args.mode, "batch": args.batch, "device": str(device), "num": num,
-                       "seconds": seconds, "images_per_second": ips,
-                       "torch_version": torch.__version__, "device_name": name}, f, indent=1)
-    print(f"peer (torch pg-GAN {args.mode}, batch {args.batch}, {device}): {ips:.3f} images/s")
-
-
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--check_fixtures", metavar="DIR")
-    p.add_argument("--weights", metavar="PKL", help="official pg-GAN pickle (default: random)")
-    p.add_argument("--mode", choices=("fp32", "bf16", "bf16-compile"), default="fp32")
-    p.add_argument("--compile_mode", default="max-autotune-no-cudagraphs",
-                   help="torch.compile mode for bf16-compile (falls back to 'default')")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--num", type=int, default=256, help="images timed (rounded up to batches)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed batches (incl. compile)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", metavar="PATH")
-    args = p.parse_args()
-    if args.check_fixtures:
-        sys.exit(check_fixtures(args.check_fixtures))
-    benchmark(args)
-
-
 if __name__ == "__main__":
-    main()
+    torch_peer.main(__doc__, "pg-GAN", model_class=GPaper, load_pickle=load_pickle,
+                    random_variables=random_variables, default_config=CELEBAHQ_1024,
+                    check_fixtures=check_fixtures, batch=32, num=256)

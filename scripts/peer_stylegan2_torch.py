@@ -1,7 +1,8 @@
 """NVIDIA's StyleGAN2 generator `G_main` (config-f, skip) in PyTorch: the same-run peer for
 throughput benchmarks and a second, independent reading of the official pickle.
 
-Self-contained (torch + numpy + stdlib; does not import tlgan_jax); NCHW as the official code.
+Self-contained (torch + numpy + stdlib and scripts/torch_peer.py; does not import tlgan_jax);
+NCHW as the official code.
 
 Usage:
   python scripts/peer_stylegan2_torch.py --check_fixtures=../shared/fixtures/stylegan2
@@ -29,24 +30,15 @@ Maths (networks_stylegan2.py, upfirdn_2d.py; psi 1 and stored noise unless asked
   skip: y = up2(y) + ToRGB(x), up2 = zero-stuff, pad (2, 1), FIR 4K;
         K = outer(k, k)/64, k = [1,3,3,1]
 """
-import argparse
 import dataclasses
 import glob
-import json
 import math
 import os
-import pickle
-import sys
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-try:  # NumPy 2
-    from numpy._core import multiarray as _multiarray
-except ImportError:  # NumPy 1
-    from numpy.core import multiarray as _multiarray
+import torch_peer  # noqa: E402  (scripts/torch_peer.py beside this file)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,27 +217,6 @@ class G(torch.nn.Module):
         return self.synthesis(wp)
 
 
-class _Network:
-    """Inert stand-in for dnnlib.tflib.network.Network: keeps the pickled state, runs nothing."""
-
-    def __setstate__(self, state):
-        self.state = state
-
-
-_ALLOWED = {("dnnlib.tflib.network", "Network"): _Network, ("numpy", "ndarray"): np.ndarray,
-            ("numpy", "dtype"): np.dtype}
-for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    for _fn in ("_reconstruct", "scalar"):
-        _ALLOWED[(_mod, _fn)] = getattr(_multiarray, _fn)
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) not in _ALLOWED:
-            raise pickle.UnpicklingError(f"refusing global {module}.{name} (not allow-listed)")
-        return _ALLOWED[(module, name)]
-
-
 _MAPPING_KEYS = ("latent_size", "dlatent_size", "mapping_layers", "mapping_fmaps",
                  "mapping_lrmul")
 _SYNTHESIS_KEYS = ("resolution", "num_channels", "fmap_base", "fmap_decay", "fmap_min",
@@ -254,8 +225,7 @@ _SYNTHESIS_KEYS = ("resolution", "num_channels", "fmap_base", "fmap_decay", "fma
 
 def load_pickle(path):
     """Official (G, D, Gs) pickle -> (Gs variables, Config); build_module_src is never run."""
-    with open(path, "rb") as f:
-        gs = _SafeUnpickler(f, encoding="latin1").load()[2].state
+    gs = torch_peer.load_networks(path, ("dnnlib.tflib.network", "Network"))[2].state
     if gs["build_func_name"] != "G_main":
         raise ValueError(f"{path}: Gs is {gs['build_func_name']!r}, not G_main")
     comps = {k: v.state for k, v in gs["components"].items()}
@@ -317,94 +287,7 @@ def check_fixtures(directory):
     return 0 if worst <= 1e-5 else 1
 
 
-def make_runner(model, mode, device):
-    """z -> images for `mode` (uncompiled); bf16 modes use autocast and channels_last."""
-    if mode == "fp32":
-        return model
-    model.to(memory_format=torch.channels_last)
-    model.memory_format = torch.channels_last
-
-    def forward(z):
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            return model(z)
-
-    return forward
-
-
-def compile_and_warm(fn, warm, first_mode):
-    """torch.compile(first_mode), falling back to the default mode."""
-    for mode in dict.fromkeys((first_mode, "default")):
-        try:
-            compiled = torch.compile(fn, mode=mode)
-            warm(compiled)
-            return compiled
-        except Exception as e:  # any backend failure: try the next mode
-            if mode == "default":
-                raise
-            print(f"torch.compile {mode} failed ({type(e).__name__}: {e}); trying default",
-                  file=sys.stderr)
-            torch._dynamo.reset()
-
-
-def benchmark(args):
-    device = torch.device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cudnn.benchmark = True
-    variables, cfg = load_pickle(args.weights) if args.weights else (
-        random_variables(CONFIG_F_1024, args.seed), CONFIG_F_1024)
-    model = G(variables, cfg).to(device).eval()
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-    def draw():
-        return torch.randn(args.batch, cfg.latent_size, device=device)
-
-    def warm(fn):
-        for _ in range(args.warmup):
-            fn(draw())
-        sync()
-
-    run = make_runner(model, args.mode, device)
-    with torch.no_grad():
-        if args.mode == "bf16-compile":
-            run = compile_and_warm(run, warm, args.compile_mode)
-        else:
-            warm(run)
-        batches = max(1, math.ceil(args.num / args.batch))
-        t0 = time.perf_counter()
-        for _ in range(batches):
-            run(draw())
-        sync()
-        seconds = time.perf_counter() - t0
-    num = batches * args.batch
-    ips = num / seconds
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"mode": args.mode, "batch": args.batch, "device": str(device), "num": num,
-                       "seconds": seconds, "images_per_second": ips,
-                       "torch_version": torch.__version__, "device_name": name}, f, indent=1)
-    print(f"peer (torch StyleGAN2 {args.mode}, batch {args.batch}, {device}): {ips:.3f} images/s")
-
-
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--check_fixtures", metavar="DIR")
-    p.add_argument("--weights", metavar="PKL", help="official StyleGAN2 pickle (default: random)")
-    p.add_argument("--mode", choices=("fp32", "bf16", "bf16-compile"), default="fp32")
-    p.add_argument("--compile_mode", default="max-autotune-no-cudagraphs",
-                   help="torch.compile mode for bf16-compile (falls back to 'default')")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--num", type=int, default=128, help="images timed (rounded up to batches)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed batches (incl. compile)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", metavar="PATH")
-    args = p.parse_args()
-    if args.check_fixtures:
-        sys.exit(check_fixtures(args.check_fixtures))
-    benchmark(args)
-
-
 if __name__ == "__main__":
-    main()
+    torch_peer.main(__doc__, "StyleGAN2", model_class=G, load_pickle=load_pickle,
+                    random_variables=random_variables, default_config=CONFIG_F_1024,
+                    check_fixtures=check_fixtures, batch=16, num=128)
