@@ -182,3 +182,14 @@ def run_isolated(body: str, setup: str = "", timeout: float = 300) -> Isolated:
     proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                           timeout=timeout, env=env)
     return Isolated(proc)
+
+
+class SystemCall:
+    """Pickles as a call of os.system(cmd): what a hostile pickle does to run code."""
+
+    def __init__(self, cmd):
+        self.cmd = cmd
+
+    def __reduce__(self):
+        import os
+        return os.system, (self.cmd,)

@@ -1,10 +1,10 @@
 """InterFaceGAN boundaries and TL-GAN feature-direction pickles as Axes: files written the way
 each tool writes them, round trips, and refusal of hostile or malformed files."""
-import os
 import pickle
 
 import numpy as np
 import pytest
+from hostile import SystemCall
 
 from tlgan_jax.axes import Axes
 from tlgan_jax.weights.peer_axes import PeerAxesError, read_interfacegan_boundary
@@ -73,18 +73,10 @@ def test_tlgan_round_trip_readable_by_plain_pickle_with_numpy1_names(tmp_path):
         axes.with_metadata(latent_space="w").save_tlgan(tmp_path / "w.pkl")
 
 
-class _SystemCall:
-    def __init__(self, cmd):
-        self.cmd = cmd
-
-    def __reduce__(self):
-        return os.system, (self.cmd,)
-
-
 def test_hostile_and_malformed_tlgan_pickles(tmp_path):
     marker = tmp_path / "pwned"
     bad = tmp_path / "bad.pkl"
-    bad.write_bytes(pickle.dumps({"direction": _SystemCall(f"touch {marker}"), "name": ["a"]}))
+    bad.write_bytes(pickle.dumps({"direction": SystemCall(f"touch {marker}"), "name": ["a"]}))
     with pytest.raises(UnsafePickleError, match="system"):
         Axes.from_tlgan(bad)
     assert not marker.exists()

@@ -11,6 +11,7 @@ from hostile import (
     Call,
     Global,
     Opcodes,
+    SystemCall,
     dumps,
     np_array,
     np_dtype,
@@ -108,17 +109,9 @@ def test_build_module_src_is_never_executed(fake_tfutil, tmp_path):
     assert not marker.exists()
 
 
-class _SystemCall:
-    def __init__(self, cmd):
-        self.cmd = cmd
-
-    def __reduce__(self):
-        return os.system, (self.cmd,)
-
-
 def test_hostile_os_system_is_refused_and_nothing_runs(tmp_path):
     marker = tmp_path / "pwned"
-    data = pickle.dumps(_SystemCall(f"touch {marker}"))
+    data = pickle.dumps(SystemCall(f"touch {marker}"))
     with pytest.raises(UnsafePickleError, match=r"refusing to load global '(os|posix|nt)\.system'"):
         parse_pggan_pickle(data)
     assert not marker.exists()
@@ -127,7 +120,7 @@ def test_hostile_os_system_is_refused_and_nothing_runs(tmp_path):
 def test_hostile_nested_inside_network_state_is_refused(fake_tfutil, tmp_path):
     marker = tmp_path / "pwned"
     state = {"name": "Gs", "static_kwargs": {}, "build_func_name": "G_paper",
-             "variables": [("lod", _SystemCall(f"touch {marker}"))]}
+             "variables": [("lod", SystemCall(f"touch {marker}"))]}
     with pytest.raises(UnsafePickleError, match="system"):
         parse_pggan_pickle(pickle.dumps((fake_tfutil(state),) * 3))
     assert not marker.exists()

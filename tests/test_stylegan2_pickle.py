@@ -1,12 +1,12 @@
 """Reading NVIDIA's StyleGAN2 pickle without TensorFlow: Gs, its config, and refusal of bad
 files."""
-import os
 import pickle
 import sys
 import types
 
 import numpy as np
 import pytest
+from hostile import SystemCall
 
 from tlgan_jax.generators.stylegan2 import (
     CONFIG_F_1024,
@@ -138,18 +138,10 @@ def test_build_module_src_is_never_executed(fake_dnnlib, tmp_path):
     assert not marker.exists()
 
 
-class _SystemCall:
-    def __init__(self, cmd):
-        self.cmd = cmd
-
-    def __reduce__(self):
-        return os.system, (self.cmd,)
-
-
 def test_hostile_os_system_is_refused_and_nothing_runs(tmp_path):
     marker = tmp_path / "pwned"
     with pytest.raises(UnsafePickleError, match=r"refusing to load global '(os|posix|nt)\.system'"):
-        parse_stylegan2_pickle(pickle.dumps(_SystemCall(f"touch {marker}")))
+        parse_stylegan2_pickle(pickle.dumps(SystemCall(f"touch {marker}")))
     assert not marker.exists()
 
 
@@ -157,7 +149,7 @@ def test_hostile_call_nested_in_a_component_is_refused(fake_dnnlib, tmp_path):
     marker = tmp_path / "pwned"
     states = fixture_states()
     states[2]["components"]["synthesis"]["variables"].append(
-        ("noise99", _SystemCall(f"touch {marker}")))
+        ("noise99", SystemCall(f"touch {marker}")))
     with pytest.raises(UnsafePickleError, match="system"):
         parse_stylegan2_pickle(fake_dnnlib(states))
     assert not marker.exists()

