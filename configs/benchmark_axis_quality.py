@@ -13,6 +13,8 @@ _C = QualityConfig()
 class Config:
     generator: str = cli.generator_flag()
     extractors: tuple[str, ...] = cli.extractors_flag(("gender", "age"))
+    judges: tuple[str, ...] = cli.judges_flag()
+    identity: str = cli.identity_flag()
     sample_counts: tuple[int, ...] = cli.flag((), "Sample counts N (default: 1000,...,100000 on "
                                               "CPU; up to 1000000 on an accelerator).", min=4)
     methods: tuple[str, ...] = cli.flag(_C.methods, "Fit methods.", choices=tuple(METHODS),
@@ -58,6 +60,7 @@ class Config:
             return
         cli.check_generator(self.generator)
         cli.check_extractors(self.extractors)
+        cli.check_judges(self.judges)
         cli.check_output_dir(self.workdir, "workdir")
         cli.check_output_dir(self.samples_dir, "samples_dir")
 

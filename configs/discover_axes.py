@@ -16,16 +16,12 @@ class Config:
                                  "per style input). Stored in axes.npz.",
                                  choices=("z", "w", "w+"))
     extractors: tuple[str, ...] = cli.extractors_flag()
-    judges: tuple[str, ...] = cli.flag(("auto",), "Extractors that only judge the edits "
-                                       "(independent of the axes' nets): auto = every embedded "
-                                       "family that defined no axis (Cydral/FER <-> face-api), "
-                                       "none, or names as for --extractors.", nonempty=True)
+    judges: tuple[str, ...] = cli.judges_flag()
     combine: str = cli.flag("", "Ensemble targets: NAME=SRC1,SRC2[;NAME2=...]: a new attribute "
                             "NAME, the mean of the standardised scores SRC1, SRC2 (e.g. "
                             "age_mix=age,fa_age); fitted, edited and judged like the others, "
                             "each source net judging it independently.")
-    identity: str = cli.flag("faceapi", "Face descriptor for the identity-kept figures "
-                             "(faceapi), or none.", choices=("faceapi", "none"))
+    identity: str = cli.identity_flag()
     workdir: str = cli.flag("runs/discover", "Output directory (created; rerun the same command "
                             "to resume a killed run).", nonempty=True)
     num_samples: int = cli.flag(_D.num_samples, "Number of labelled samples (z, y) to draw.",
@@ -61,12 +57,7 @@ class Config:
             raise cli.ConfigError("combine", str(e).removeprefix("--combine: "),
                                   self.combine) from None
         cli.check_extractors(self.extractors)
-        if set(self.judges) & {"auto", "none"}:
-            if len(self.judges) > 1:
-                raise cli.ConfigError("judges", "auto and none stand alone; or list extractor "
-                                      "names", self.judges)
-        else:
-            cli.check_extractors(self.judges, "judges")
+        cli.check_judges(self.judges)
         cli.check_output_dir(self.workdir, "workdir")
         if self.eval_faces < self.traversal_faces:
             raise cli.ConfigError("traversal_faces", f"at most --eval_faces={self.eval_faces} "

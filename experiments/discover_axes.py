@@ -15,18 +15,15 @@ Defaults: configs/discover_axes.py.
 from pathlib import Path
 
 from tlgan_jax import cli
-from tlgan_jax.discover import DiscoverConfig, discover_axes, judges_to_load, relevant_judges
-from tlgan_jax.extractors import load_face_descriptor
+from tlgan_jax.discover import DiscoverConfig, discover_axes
 
 
 def main(cfg):
     gen, extractors = cli.load_models(cfg.generator, cfg.extractors, fast=cfg.fast)
-    _, judges = cli.load_models(None, judges_to_load(cfg.judges, cfg.extractors), field="judges")
-    descriptor = None if cfg.identity == "none" else load_face_descriptor(cfg.identity)
+    judges, descriptor = cli.load_judges(cfg.judges, cfg.extractors, extractors, cfg.identity)
     job = cli.subset(cfg, DiscoverConfig, combine=cfg.combine_specs())
     axes, _ = discover_axes(gen, extractors, cfg.workdir, job,
-                            judges=relevant_judges(judges, extractors, cfg.judges),
-                            descriptor=descriptor)
+                            judges=judges, descriptor=descriptor)
     work = Path(cfg.workdir)
     print((work / "summary.md").read_text())
     print(f"wrote {work / 'axes.npz'} (open it in the editor: python -m tlgan_jax.serve "

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from helpers import require, require_module
+from helpers import require, require_module, stylegan2_fixtures_dir
 
 pytestmark = pytest.mark.slow      # the quick loop: pytest -m "not slow"
 
@@ -214,6 +214,77 @@ def test_editor_page_end_to_end(browser, server, tmp_path):
     assert 0 < stats["p50_ms"] <= stats["p95_ms"] <= stats["max_ms"]
 
 
-def editor_face(editor, z, amounts, lock, photo=None):
-    png = editor.render(z, amounts, lock, photo)["png"]
+def editor_face(editor, z, amounts, lock, photo=None, layers=None):
+    png = editor.render(z, amounts, lock, photo, layers)["png"]
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+@pytest.fixture(scope="module")
+def w_server():
+    """The editor on W axes of the tiny32 StyleGAN2 fixture (8 style inputs): layer-wise."""
+    require_module("fastapi")
+    import numpy as np
+
+    from tlgan_jax.axes import Axes
+    from tlgan_jax.generators import load_generator
+    from tlgan_jax.serve import Editor, create_app
+    from tlgan_jax.serve.launch import start_server
+    gen = load_generator(f"stylegan2:{stylegan2_fixtures_dir() / 'tiny32.pkl'}")
+    axes = Axes.from_vectors(np.random.default_rng(2).standard_normal((32, 2)), ("a", "b"),
+                             metadata={"latent_space": "w", "generator": gen.name})
+    editor = Editor(gen.in_space("w"), [], axes)
+    editor.warmup(invert=False)
+    srv, url = start_server(create_app(editor))
+    yield editor, url
+    srv.should_exit = True
+
+
+def test_editor_page_layer_wise_edits(browser, w_server):
+    """W axes: every row has a style-layer choice; the page's face is the server's render of
+    the page's state with those layers (a different face than the all-layer edit)."""
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+    editor, url = w_server
+    d = browser
+    d.get(f"{url}/?seed=3")
+    _wait(d, lambda d: d.execute_script("return document.body.dataset.ready") == "true"
+          and _renders(d) >= 1, what="first face")
+    _wait_idle(d, "the first face")
+    assert d.find_element("id", "layers-head").is_displayed()
+    choice = Select(d.find_element("id", "layers-a"))
+    assert [o.get_attribute("value") for o in choice.options] == ["", "coarse", "middle",
+                                                                   "custom"]
+    z = editor.random_latent(3)[0]
+
+    n = _renders(d)
+    choice.select_by_value("coarse")
+    _click_slider_at(d, "a", 0.85)
+    _wait(d, lambda d: _renders(d) > n and
+          float(d.find_element("id", "slider-a").get_attribute("value")) > 2, what="slider a")
+    _wait_idle(d, "the a slider")
+    amount = float(d.find_element("id", "slider-a").get_attribute("value"))
+    coarse = editor_face(editor, z, {"a": amount}, [], layers={"a": "coarse"})
+    assert _face(d) == coarse
+    assert coarse != editor_face(editor, z, {"a": amount}, [])
+
+    # a custom range for b, typed START:STOP
+    Select(d.find_element("id", "layers-b")).select_by_value("custom")
+    text = d.find_element("id", "layers-text-b")
+    assert text.is_displayed()
+    text.send_keys("5:7", Keys.TAB)
+    n = _renders(d)
+    _click_slider_at(d, "b", 0.2)
+    _wait(d, lambda d: _renders(d) > n and
+          float(d.find_element("id", "slider-b").get_attribute("value")) < -2, what="slider b")
+    _wait_idle(d, "the b slider")
+    b = float(d.find_element("id", "slider-b").get_attribute("value"))
+    assert d.execute_script("return state.layers") == {"a": "coarse", "b": "5:7"}
+    assert _face(d) == editor_face(editor, z, {"a": amount, "b": b}, [],
+                                   layers={"a": "coarse", "b": "5:7"})
+    _shot(d, "editor_layers")
+
+    # a malformed range is refused on the page, the state keeps the last good one
+    text.clear()
+    text.send_keys("five", Keys.TAB)
+    _wait(d, lambda d: "START:STOP" in d.find_element("id", "status").text, what="error line")
+    assert d.execute_script("return state.layers") == {"a": "coarse", "b": "5:7"}

@@ -263,6 +263,21 @@ def test_benchmark_with_judges_and_descriptor_writes_their_columns_and_panels(tm
     summary = (tmp_path / "summary.md").read_text()
     assert "edit success, own judge | edit success, independent judge | identity kept" in summary
     assert "Independent judges: bright by bright_j; redder by redder_j." in summary
+    # per sign, own judge beside each judge, at the largest N; and the best (method, N) under
+    # the independent judges (the worse sign's success, highest)
+    top = {r["attribute"]: r for r in rows if r["n"] == 200}
+    b, c = top["bright"], top["redder"]
+    assert (f"| bright | ols | 200 | {b['edit_success_up']:.2f} / {b['edit_success_down']:.2f} "
+            f"| {1 - b['edit_success_up']:.2f} / {1 - b['edit_success_down']:.2f} | - / - | "
+            f"1.00 / 1.00 |") in summary
+    assert (f"| redder | ols | 200 | {c['edit_success_up']:.2f} / {c['edit_success_down']:.2f} "
+            f"| - / - | {c['edit_success_up']:.2f} / {c['edit_success_down']:.2f} | "
+            f"1.00 / 1.00 |") in summary
+    for attr in ("bright", "redder"):
+        best = max((r for r in rows if r["attribute"] == attr), key=lambda r: (min(
+            r["independent_success_up"], r["independent_success_down"]), -r["n"]))
+        assert (f"- {attr}: ols at N = {best['n']}: +λ {best['independent_success_up']:.2f} / "
+                f"−λ {best['independent_success_down']:.2f}") in summary
     png = (tmp_path / "axis_quality.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     # --replot from the CSV alone keeps the judge and identity columns in the summary

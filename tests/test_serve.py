@@ -74,6 +74,19 @@ def _alive(client, editor):
     assert r.status_code == 200, r.text
 
 
+def test_layers_need_w_axes(client, editor):
+    """Layer-wise edits belong to W / W+ axes: a z editor lists none, its schema has no
+    `layers` field, and a request naming layers is refused (422, the field named)."""
+    assert client.get("/api/info").json()["layers"] is None
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert "layers" not in schema["EditState"]["properties"]
+    r = client.post("/api/render", json={"z": _z(editor), "amounts": {"male": 1.0},
+                                         "layers": {"male": "coarse"}})
+    assert r.status_code == 422
+    assert [e["loc"][-1] for e in r.json()["detail"]] == ["layers"]
+    _alive(client, editor)
+
+
 def test_render_is_the_locked_edit_of_the_state(client, editor):
     z = _z(editor, 1)
     r = client.post("/api/render", json={"z": z, "amounts": {"male": 1.5, "age": -1.0},

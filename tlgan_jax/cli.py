@@ -102,6 +102,19 @@ def extractors_flag(default: Sequence[str] = _extractors.EMBEDDED_EXTRACTORS, *,
                 "benchmarks).", nonempty=nonempty)
 
 
+def judges_flag() -> Any:
+    """The --judges field of the jobs that score edits (see `check_judges`)."""
+    return flag(("auto",), "Extractors that only judge the edits (independent of the axes' "
+                "nets): auto = every embedded family that defined no axis (Cydral/FER <-> "
+                "face-api), none, or names as for --extractors.", nonempty=True)
+
+
+def identity_flag(default: str = "faceapi") -> Any:
+    """The --identity field of the jobs that score edits: a face descriptor or none."""
+    return flag(default, "Face descriptor for the identity-kept figures (faceapi), or none.",
+                choices=("faceapi", "none"))
+
+
 def _show(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(_show(v) for v in value)
@@ -193,6 +206,16 @@ def check_extractors(names: Sequence[str], field: str = "extractors") -> None:
             _extractors.check_name(name)
         except (ValueError, OSError) as e:
             raise ConfigError(field, str(e), tuple(names)) from None
+
+
+def check_judges(judges: Sequence[str], field: str = "judges") -> None:
+    """--judges is auto, none, or extractor names (`check_extractors`)."""
+    if set(judges) & {"auto", "none"}:
+        if len(judges) > 1:
+            raise ConfigError(field, "auto and none stand alone; or list extractor names",
+                              tuple(judges))
+    else:
+        check_extractors(judges, field)
 
 
 def check_file(path: str | None, field: str, what: str = "file") -> None:
@@ -290,6 +313,17 @@ def load_models(generator: str | None, extractors: Sequence[str] = (), *, fast: 
         except (ValueError, OSError) as e:
             raise ConfigError(field, f"{name}: {e}", tuple(extractors)) from e
     return gen, exts
+
+
+def load_judges(spec: Sequence[str], extractor_names: Sequence[str], extractors: Sequence[Any],
+                identity: str) -> tuple[list, Any]:
+    """(judges, face descriptor or None) for --judges / --identity (`judges_flag`,
+    `identity_flag`) of a job whose axes come from `extractors` (loaded from
+    `extractor_names`); with auto, only judges scoring some attribute of theirs."""
+    from tlgan_jax.discover import judges_to_load, relevant_judges
+    _, judges = load_models(None, judges_to_load(spec, extractor_names), field="judges")
+    descriptor = None if identity == "none" else _extractors.load_face_descriptor(identity)
+    return relevant_judges(judges, extractors, spec), descriptor
 
 
 def subset(cfg, cls, **changes):

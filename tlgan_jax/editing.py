@@ -95,6 +95,11 @@ def layer_direction(gen: Generator, direction, layers: Sequence[int]) -> jax.Arr
     style inputs `layers`, as a w+ direction [..., num_ws·w_dim]: a w direction is used for
     each of those inputs (GANSpace's layer-wise edit), a w+ direction keeps its rows there;
     every other input is left unchanged."""
+    return masked_layer_direction(gen, direction, layer_mask(gen, layers))
+
+
+def layer_mask(gen: Generator, layers: Sequence[int]) -> np.ndarray:
+    """[num_ws] float32, 1 at the style inputs `layers` of `gen`'s W / W+ view, else 0."""
     if gen.latent_space not in ("w", "w+"):
         raise ValueError(f"{gen.name}: layer-wise edits need W or W+ axes and latents "
                          f"(gen.in_space('w') of a style-based generator), not "
@@ -104,30 +109,45 @@ def layer_direction(gen: Generator, direction, layers: Sequence[int]) -> jax.Arr
     if not layers or layers[0] < 0 or layers[-1] >= ws.num_ws:
         raise ValueError(f"{gen.name}: layers must be a non-empty subset of 0..{ws.num_ws - 1} "
                          f"(the style inputs), got {list(layers)}")
-    d = jnp.asarray(direction, jnp.float32)
-    mask = np.zeros((ws.num_ws, 1), np.float32)
+    mask = np.zeros(ws.num_ws, np.float32)
     mask[layers] = 1.0
+    return mask
+
+
+def masked_layer_direction(gen: Generator, direction, mask) -> jax.Array:
+    """`layer_direction` with the style inputs as a mask m [..., num_ws] (broadcast against
+    the directions [..., d]; jittable, so the editor runs every layer choice with one
+    compiled function): w+ rows  m_l · n  (w direction n) or  m_l · n[l]  (w+ direction)."""
+    ws = gen.require_w_space()
+    d = jnp.asarray(direction, jnp.float32)
+    m = jnp.asarray(mask, jnp.float32)[..., :, None]
     if gen.latent_space == "w":
-        rows = d[..., None, :] * mask
+        rows = d[..., None, :] * m
     else:
-        rows = d.reshape(*d.shape[:-1], ws.num_ws, ws.w_dim) * mask
-    return rows.reshape(*d.shape[:-1], ws.num_ws * ws.w_dim)
+        rows = d.reshape(*d.shape[:-1], ws.num_ws, ws.w_dim) * m
+    return rows.reshape(*rows.shape[:-2], ws.num_ws * ws.w_dim)
+
+
+# GANSpace's layer ranges for StyleGAN's 18 style inputs (1024²), by name for `parse_layers`.
+LAYER_PRESETS = {"coarse": "0:4", "middle": "4:8", "fine": "8:"}
 
 
 def parse_layers(text: str | None, num_ws: int | None = None) -> list[int] | None:
-    """'START:STOP' (either end may be empty, Python slice semantics) -> the style-input indices
-    range(num_ws)[START:STOP]; None for None. ValueError for another form or, with `num_ws`,
-    a selection of no input. Without `num_ws` only the form is checked (returns [])."""
+    """'START:STOP' (either end may be empty, Python slice semantics) or a `LAYER_PRESETS`
+    name (coarse 0:4, middle 4:8, fine 8:) -> the style-input indices range(num_ws)[START:STOP];
+    None for None. ValueError for another form or, with `num_ws`, a selection of no input.
+    Without `num_ws` only the form is checked (returns [])."""
     if text is None:
         return None
-    parts = text.split(":")
+    parts = LAYER_PRESETS.get(text.strip(), text).split(":")
     try:
         if len(parts) != 2:
             raise ValueError
         start = int(parts[0]) if parts[0] else None
         stop = int(parts[1]) if parts[1] else None
     except ValueError:
-        raise ValueError(f"must be START:STOP (e.g. 0:4 coarse, 4:8 middle, 8: fine), got "
+        raise ValueError(f"must be START:STOP (e.g. 0:4) or one of "
+                         f"{', '.join(f'{k} ({v})' for k, v in LAYER_PRESETS.items())}, got "
                          f"{text!r}") from None
     if num_ws is None:
         return []
@@ -135,6 +155,17 @@ def parse_layers(text: str | None, num_ws: int | None = None) -> list[int] | Non
     if not layers:
         raise ValueError(f"{text} selects no style input (there are {num_ws})")
     return layers
+
+
+def layer_presets(num_ws: int) -> dict[str, list[int]]:
+    """The `LAYER_PRESETS` that select at least one of `num_ws` style inputs, as indices."""
+    presets: dict[str, list[int]] = {}
+    for name in LAYER_PRESETS:
+        try:
+            presets[name] = parse_layers(name, num_ws) or []
+        except ValueError:            # e.g. "fine" (8:) of a generator with 8 style inputs
+            pass
+    return presets
 
 
 def traversal_latents(gen: Generator, z, direction, steps: Sequence[float]) -> jax.Array:

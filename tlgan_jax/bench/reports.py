@@ -325,10 +325,62 @@ def summary_markdown(rows: Sequence[Mapping], meta: Mapping[str, Any]) -> str:
                 corr = stats["candidate_corr"][(m, attr)][1][-1]
                 cand = f"{sorted({int(p['candidate']) for p in picks})} ({fmt(corr)})"
             lines.append(f"| {attr} | {m} | {int(n[-1]):,} | " + " | ".join(cells) + f" | {cand} |")
+    if judged:
+        lines += by_sign_markdown(rows, attributes, methods, ident)
     notes = sorted({r["note"] for r in rows if r.get("note")})
     if notes:
         lines += ["", "Notes:"] + [f"- {x}" for x in notes]
     return "\n".join(lines) + "\n"
+
+
+def by_sign_markdown(rows: Sequence[Mapping], attributes: Sequence[str],
+                     methods: Sequence[str], identity: bool) -> list[str]:
+    """Markdown lines: edit success per sign (+λ raises / −λ lowers), own judge beside every
+    independent judge (and identity kept), at the largest N of each supervised method; then
+    per attribute the (method, N) whose worse sign under the independent judges is best."""
+    judges = list(dict.fromkeys(c[len("judge_"):-len("_success_up")] for r in rows for c in r
+                                if c.startswith("judge_") and c.endswith("_success_up")))
+    pairs = [("own judge", "edit_success")] + [(f"judge {b}", f"judge_{b}_success")
+                                               for b in judges]
+    if identity:
+        pairs.append(("identity kept", "identity_kept"))
+    stats = {f"{col}_{s}": aggregate(rows, f"{col}_{s}") for _, col in pairs
+             for s in ("up", "down")}
+    stats["min"] = aggregate([{**r, "worst": float(np.minimum(
+        _value(r, "independent_success_up"), _value(r, "independent_success_down")))}
+        for r in rows], "worst")
+    lines = ["", "## Edit success by sign: own judge beside the independent judges", "",
+             "+λ raises / −λ lowers, share of the fresh faces (mean over repeats), at the "
+             "largest N of each method. The independent judges are nets that did not define "
+             "the axis; the aim (issue 12) is ≥ 0.85 for both signs under them.", "",
+             "| attribute | method | N | " + " | ".join(f"{h} +λ / −λ" for h, _ in pairs)
+             + " |", "|---|---|---|" + "---|" * len(pairs)]
+    supervised = [m for m in methods if m not in UNSUPERVISED]
+    for attr in attributes:
+        for m in supervised:
+            if (m, attr) not in stats["edit_success_up"]:
+                continue
+            n = stats["edit_success_up"][(m, attr)][0]
+            cells = [f"{fmt(stats[f'{col}_up'][(m, attr)][1][-1], '.2f')} / "
+                     f"{fmt(stats[f'{col}_down'][(m, attr)][1][-1], '.2f')}"
+                     for _, col in pairs]
+            lines.append(f"| {attr} | {m} | {int(n[-1]):,} | " + " | ".join(cells) + " |")
+    lines += ["", "Best under the independent judges over every supervised method and N (the "
+              "(method, N) with the highest worse-sign success, mean over repeats; ties: the "
+              "smaller N):", ""]
+    up, down = (aggregate(rows, f"independent_success_{s}") for s in ("up", "down"))
+    for attr in attributes:
+        best = max(((float(mean), -int(n), m) for m in supervised if (m, attr) in stats["min"]
+                    for n, mean in zip(*stats["min"][(m, attr)][:2]) if math.isfinite(mean)),
+                   default=None)                      # ties: the smaller N
+        if best is None:
+            continue
+        _, n, m = best
+        n = -n
+        at = list(stats["min"][(m, attr)][0]).index(n)
+        lines.append(f"- {attr}: {m} at N = {n:,}: +λ {fmt(up[(m, attr)][1][at], '.2f')} / "
+                     f"−λ {fmt(down[(m, attr)][1][at], '.2f')}")
+    return lines
 
 
 def write_reports(workdir: str | Path, rows: Sequence[Mapping] | None = None,

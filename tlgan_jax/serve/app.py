@@ -4,7 +4,8 @@ page (tlgan_jax/serve/static: plain HTML/JS/CSS, no build step).
     GET  /                 the editor page
     GET  /api/info         generator, attributes (with score meanings), limits, inversion setup
     POST /api/random       a random latent z ~ N(0, I)            {seed?} -> {z, seed}
-    POST /api/render       full state -> base64 PNG + scores      {z, amounts, lock, photo?}
+    POST /api/render       full state -> base64 PNG + scores      {z, amounts, lock, photo?,
+                                                                     layers? (W / W+ axes)}
     POST /api/render.png   the same state -> image/png
     POST /api/edit         full state -> the edited latent z'
     POST /api/score        {z, photo?} -> the extractors' scores of G(z)
@@ -228,7 +229,8 @@ def create_app(editor: Editor, allowed_hosts=()) -> FastAPI:
                     "generator")]
 
     class EditState(BaseModel):
-        """The editor's full state: z' = c(z) + Σ_a amounts[a]·n_a after locking."""
+        """The editor's full state: z' = c(z) + Σ_a amounts[a]·n_a after locking (for W / W+
+        axes each attribute may move only the style inputs `layers[a]`)."""
         model_config = ConfigDict(extra="forbid", strict=True)
         z: Latent
         amounts: dict[Attr, Amount] = Field(
@@ -245,6 +247,29 @@ def create_app(editor: Editor, allowed_hosts=()) -> FastAPI:
             if len(set(v)) != len(v):
                 raise ValueError("lock lists an attribute more than once")
             return v
+
+    State: type[EditState] = EditState
+    layer_info = editor.layer_info()
+    if layer_info is not None:                 # W / W+ axes: layer-wise edits
+        names_re = "|".join(layer_info["presets"])
+        LayerRange = Annotated[str, Field(
+            max_length=16, pattern=rf"^\s*({names_re + '|' if names_re else ''}"
+                                   rf"-?\d{{0,4}}:-?\d{{0,4}})\s*$",
+            description=f"style inputs START:STOP (a Python slice of the "
+                        f"{layer_info['num_ws']} inputs) or a preset: "
+                        + (", ".join(f"{k} {v[0]}-{v[-1]}"
+                                     for k, v in layer_info["presets"].items()) or "none"))]
+
+        class LayeredEditState(EditState):
+            layers: dict[Attr, LayerRange] = Field(     # type: ignore[valid-type]
+                default_factory=dict,
+                description="the style inputs each attribute moves (layer-wise edits, "
+                            "GANSpace); attributes not named move all of them. With layers, "
+                            "z_edited is the w+ latent")
+        State = LayeredEditState
+
+    def _layers(state) -> dict | None:
+        return getattr(state, "layers", None)
 
     class ScoreRequest(BaseModel):
         model_config = ConfigDict(extra="forbid", strict=True)
@@ -269,12 +294,15 @@ def create_app(editor: Editor, allowed_hosts=()) -> FastAPI:
         image: str = Field(description="data:image/png;base64,… of G(z')")
         scores: dict[str, float] = Field(description="every extractor score of the image")
         z_edited: list[float]
+        z_edited_space: str = Field(description="the space of z_edited: the axes' (z, w, w+)"
+                                                ", or w+ when the state names layers")
         identity: Identity | None = Field(
             None, description="the edit's identity figure (null: the editor has no descriptor)")
         ms: float = Field(description="server time for this render, milliseconds")
 
     class EditResponse(BaseModel):
         z_edited: list[float]
+        z_edited_space: str
 
     class ScoreResponse(BaseModel):
         scores: dict[str, float]
@@ -318,11 +346,13 @@ def create_app(editor: Editor, allowed_hosts=()) -> FastAPI:
         cfg = editor.inverter.config
         return {
             "generator": {"name": editor.gen.name, "latent_dim": d,
+                          "latent_space": editor.gen.latent_space,
                           "resolution": editor.gen.resolution},
             "attributes": [{"name": a, "has_score": a in editor.score_names,
                             "binary": bool(editor.binary.get(a, False)),
                             "score_meaning": editor.score_meaning.get(a, "")} for a in names],
             "scores": list(editor.score_names),
+            "layers": editor.layer_info(),
             "identity": (None if editor.descriptor is None else
                          {"descriptor": editor.descriptor.name,
                           "threshold": float(editor.descriptor.threshold)}),
@@ -340,25 +370,27 @@ def create_app(editor: Editor, allowed_hosts=()) -> FastAPI:
         return {"z": z, "seed": seed}
 
     @app.post("/api/render", response_model=RenderResponse, responses=errors)
-    def render(state: EditState, response: Response):
+    def render(state: State, response: Response):  # type: ignore[valid-type]
         """Render the edited face and score it (what a slider move calls)."""
-        r = editor.render(state.z, state.amounts, state.lock, state.photo)
+        r = editor.render(state.z, state.amounts, state.lock, state.photo, _layers(state))
         response.headers["Server-Timing"] = f"render;dur={r['ms']:.2f}"
         return {"image": _b64png(r["png"]), "scores": r["scores"], "z_edited": r["z_edited"],
-                "identity": r["identity"], "ms": r["ms"]}
+                "z_edited_space": r["z_edited_space"], "identity": r["identity"],
+                "ms": r["ms"]}
 
     @app.post("/api/render.png", response_class=Response, responses={
         200: {"content": {"image/png": {}}, "description": "the edited face"}, **errors})
-    def render_png(state: EditState):
+    def render_png(state: State):  # type: ignore[valid-type]
         """The edited face as a PNG file."""
-        r = editor.render(state.z, state.amounts, state.lock, state.photo)
+        r = editor.render(state.z, state.amounts, state.lock, state.photo, _layers(state))
         return Response(r["png"], media_type="image/png",
                         headers={"Server-Timing": f"render;dur={r['ms']:.2f}"})
 
     @app.post("/api/edit", response_model=EditResponse, responses=errors)
-    def edit(state: EditState):
-        """The edited latent z' = c(z) + D t (no rendering)."""
-        return {"z_edited": editor.edit(state.z, state.amounts, state.lock)}
+    def edit(state: State):  # type: ignore[valid-type]
+        """The edited latent z' = c(z) + D t (no rendering); w+ when the state names layers."""
+        z_edited, space = editor.edit(state.z, state.amounts, state.lock, _layers(state))
+        return {"z_edited": z_edited, "z_edited_space": space}
 
     @app.post("/api/score", response_model=ScoreResponse, responses=errors)
     def score(req: ScoreRequest):

@@ -1,11 +1,17 @@
 """The editor's engine: render / score / edit / invert for one generator, its extractors and
 axes, with every per-request function jitted once at start-up (batch 1, fixed shapes).
 
-A request carries the full state (z, amounts t per attribute, locked attributes L):
+A request carries the full state (z, amounts t per attribute, locked attributes L, and for
+W / W+ axes optionally the style inputs each attribute moves):
     D = directions of Axes.disentangle(lock=L in the axes' order)   (TL-GAN's lock)
     z' = c(z) + D t,   image = G_θ(z'),   scores = F(image)
 D is computed inside the jitted function from a lock mask m ∈ {0,1}^k
 (`tlgan_jax.axes.locked_directions`), so every lock combination runs the same compiled code.
+Layer-wise (GANSpace; W / W+ axes of a style-based generator): with a style-input mask
+M ∈ {0,1}^{k×L} (row a: the inputs attribute a moves; all ones by default) the image is
+rendered from the w+ latent  w+'[l] = c(w)[l] + Σ_a t_a M[a, l] D_a[l]  (`editing.
+masked_layer_direction`); with M all ones this is G(z') exactly. M is an argument too, so
+every layer choice also runs the same compiled code.
 θ is the generator's parameters, or a photo's refined ones (see tlgan_jax.invert) when the
 state names an uploaded photo. Locked attributes keep the amount they had (their sliders are
 frozen in the page); the others move orthogonally to the locked axes, so to first order the
@@ -35,6 +41,7 @@ from PIL import Image
 
 from tlgan_jax.axes import Axes, locked_directions
 from tlgan_jax.discover import default_axes  # noqa: F401  (the editor's axes when none are given)
+from tlgan_jax.editing import layer_presets, masked_layer_direction, parse_layers, to_wplus
 from tlgan_jax.extractors import Extractor, FaceDescriptor, descriptor_distance, stack_scores
 from tlgan_jax.generators import Generator, to_uint8
 from tlgan_jax.invert import InversionConfig, Inverter, PhotoError, frame_face, load_photo
@@ -86,6 +93,10 @@ class Editor:
         self.descriptor = descriptor
         self.extractors = tuple(extractors)
         self.attributes = tuple(axes.names)
+        # style inputs of W / W+ axes (layer-wise edits render in W+); None for z axes
+        self.num_ws = (gen.require_w_space().num_ws if gen.latent_space in ("w", "w+")
+                       else None)
+        self._render_gen = gen.in_space("w+") if self.num_ws else gen
         self.score_names = tuple(a for e in self.extractors for a in e.attributes)
         if len(set(self.score_names)) != len(self.score_names):
             raise ValueError(f"extractor attributes must be unique, got {self.score_names}")
@@ -112,28 +123,38 @@ class Editor:
         self.render_ms: collections.deque[float] = collections.deque(maxlen=2000)
 
     # -- jitted functions (batch 1) -----------------------------------------------------------
-    def _edit_fn(self, directions, z, mask, t):
+    def _edit_fn(self, directions, z, mask, t, layer_masks):
+        """(z' in the axes' space, the latent rendered, lock ok): the latent rendered is z'
+        itself for z axes, the w+ latent with attribute a moved on the style inputs
+        layer_masks[a] for W / W+ axes (module doc)."""
         dirs, ok = locked_directions(directions, mask)
         ok = jnp.all(ok)
-        z2 = self.gen.canonical_latents(z) + jnp.dot(t[None, :], dirs.T,
-                                                     precision=jax.lax.Precision.HIGHEST)
-        return z2, ok
+        z0 = self.gen.canonical_latents(z)
+        z2 = z0 + jnp.dot(t[None, :], dirs.T, precision=jax.lax.Precision.HIGHEST)
+        if self.num_ws is None:
+            return z2, z2, ok
+        moves = masked_layer_direction(self.gen, dirs.T, layer_masks)   # [k, L·w_dim]
+        return z2, to_wplus(self.gen, z0) + jnp.dot(
+            t[None, :], moves, precision=jax.lax.Precision.HIGHEST), ok
 
-    def _render_fn(self, gen_params, ext_params, desc_params, directions, z, mask, t):
-        """(uint8 image, scores, z', lock ok, identity distance δ (NaN without a descriptor))."""
-        z2, ok = self._edit_fn(directions, z, mask, t)
+    def _render_fn(self, gen_params, ext_params, desc_params, directions, z, mask, t,
+                   layer_masks):
+        """(uint8 image, scores, z', rendered latent, lock ok, identity distance δ (NaN
+        without a descriptor))."""
+        z2, latent, ok = self._edit_fn(directions, z, mask, t, layer_masks)
         if self.descriptor is None:
-            images = self.gen.apply(gen_params, z2)
+            images = self._render_gen.apply(gen_params, latent)
             distance = jnp.full((1,), jnp.nan, jnp.float32)
         else:                          # edited and unedited face in one batch
-            both = self.gen.apply(gen_params, jnp.concatenate(
-                [z2, self.gen.canonical_latents(z)]))
+            z0 = self.gen.canonical_latents(z)
+            unedited = z0 if self.num_ws is None else to_wplus(self.gen, z0)
+            both = self._render_gen.apply(gen_params, jnp.concatenate([latent, unedited]))
             images = both[:1]
             d = self.descriptor.descriptor_array(desc_params, both)
             distance = descriptor_distance(d[:1], d[1:])
         scores = (stack_scores(self.extractors, ext_params, images) if self.extractors
                   else jnp.zeros((1, 0), jnp.float32))
-        return to_uint8(images), scores, z2, ok, distance
+        return to_uint8(images), scores, z2, latent, ok, distance
 
     @functools.cached_property
     def _render(self):
@@ -162,7 +183,7 @@ class Editor:
         return times
 
     # -- state -> arrays ----------------------------------------------------------------------
-    def _state(self, z, amounts, lock):
+    def _state(self, z, amounts, lock, layers=None):
         z = np.asarray(z, np.float32)
         if z.shape != (self.gen.latent_dim,):
             raise EditorError(f"z must have {self.gen.latent_dim} numbers, got shape {z.shape}")
@@ -178,7 +199,37 @@ class Editor:
             raise EditorError(f"amounts must be finite numbers in [-{self.limits.max_amount}, "
                               f"{self.limits.max_amount}]", 422)
         mask = np.array([a in set(lock) for a in self.attributes])   # TL-GAN: index order
-        return z[None], mask, t
+        return z[None], mask, t, self._layer_masks(layers or {})
+
+    def _layer_masks(self, layers: dict) -> np.ndarray:
+        """{attribute: "START:STOP" or a preset name} -> M [k, num_ws] (all ones where not
+        given; [k, 1] ones for z axes, which have no style inputs)."""
+        unknown = sorted(set(layers) - set(self.attributes))
+        if unknown:
+            raise EditorError(f"layers: unknown attribute(s) {unknown}; the axes have "
+                              f"{list(self.attributes)}")
+        if self.num_ws is None:
+            if layers:
+                raise EditorError(f"layers: layer-wise edits need W or W+ axes of a "
+                                  f"style-based generator; these axes are in "
+                                  f"{self.gen.latent_space}")
+            return np.ones((len(self.attributes), 1), np.float32)
+        masks = np.ones((len(self.attributes), self.num_ws), np.float32)
+        for a, text in layers.items():
+            try:
+                chosen = parse_layers(str(text), self.num_ws)
+            except ValueError as e:
+                raise EditorError(f"layers[{a}]: {e}") from None
+            row = masks[self.attributes.index(a)]
+            row[:] = 0.0
+            row[chosen] = 1.0
+        return masks
+
+    def layer_info(self) -> dict | None:
+        """{num_ws, presets: {name: [indices]}} of W / W+ axes (layer-wise edits); None for z."""
+        if self.num_ws is None:
+            return None
+        return {"num_ws": self.num_ws, "presets": layer_presets(self.num_ws)}
 
     def _check_lock(self, ok, mask):
         if not bool(ok):
@@ -197,14 +248,18 @@ class Editor:
             return self._photos[photo]
 
     # -- requests -----------------------------------------------------------------------------
-    def _run(self, z, amounts: dict, lock: Sequence[str], photo: str | None):
-        """(uint8 image [R, R, 3], scores [m], edited z [d], identity distance δ) of a state."""
-        zz, mask, t = self._state(z, amounts, lock)
+    def _run(self, z, amounts: dict, lock: Sequence[str], photo: str | None, layers=None):
+        """(uint8 image [R, R, 3], scores [m], edited latent, its space, identity distance δ)
+        of a state; the edited latent is z' in the axes' space, or w+ when `layers` names
+        style inputs."""
+        zz, mask, t, masks = self._state(z, amounts, lock, layers)
         desc_params = self.descriptor.params if self.descriptor is not None else None
-        img, scores, z2, ok, dist = self._render(self._params(photo), self._ext_params,
-                                                 desc_params, self.axes.directions, zz, mask, t)
+        img, scores, z2, latent, ok, dist = self._render(
+            self._params(photo), self._ext_params, desc_params, self.axes.directions, zz, mask,
+            t, masks)
         self._check_lock(ok, mask)
-        return (np.asarray(img)[0], np.asarray(scores)[0], np.asarray(z2)[0],
+        edited, space = (latent, "w+") if layers else (z2, self.gen.latent_space)
+        return (np.asarray(img)[0], np.asarray(scores)[0], np.asarray(edited)[0], space,
                 float(np.asarray(dist)[0]))
 
     def _identity(self, distance: float) -> dict | None:
@@ -215,22 +270,29 @@ class Editor:
         return {"descriptor": self.descriptor.name, "distance": distance, "threshold": thr,
                 "kept": bool(distance < thr)}
 
-    def render(self, z, amounts: dict, lock: Sequence[str], photo: str | None = None) -> dict:
-        """{png: bytes, scores: {attr: float}, z_edited: [d] list, identity: `_identity` (None
-        without a descriptor), ms: server time}; the time goes into the latency statistics."""
+    def render(self, z, amounts: dict, lock: Sequence[str], photo: str | None = None,
+               layers: dict | None = None) -> dict:
+        """{png: bytes, scores: {attr: float}, z_edited: list, z_edited_space, identity:
+        `_identity` (None without a descriptor), ms: server time}; the time goes into the
+        latency statistics. layers: {attribute: "START:STOP" or preset} (W / W+ axes)."""
         t0 = time.perf_counter()
-        img, scores, z2, dist = self._run(z, amounts, lock, photo)
+        img, scores, z2, space, dist = self._run(z, amounts, lock, photo, layers)
         png = png_bytes(img)
         ms = (time.perf_counter() - t0) * 1e3
         self.render_ms.append(ms)
         return {"png": png, "scores": dict(zip(self.score_names, map(float, scores))),
-                "z_edited": z2.tolist(), "identity": self._identity(dist), "ms": ms}
+                "z_edited": z2.tolist(), "z_edited_space": space,
+                "identity": self._identity(dist), "ms": ms}
 
-    def edit(self, z, amounts: dict, lock: Sequence[str]) -> list[float]:
-        zz, mask, t = self._state(z, amounts, lock)
-        z2, ok = self._edit(self.axes.directions, zz, mask, t)
+    def edit(self, z, amounts: dict, lock: Sequence[str],
+             layers: dict | None = None) -> tuple[list[float], str]:
+        """(the edited latent, its space) of a state, without rendering (as `render`)."""
+        zz, mask, t, masks = self._state(z, amounts, lock, layers)
+        z2, latent, ok = self._edit(self.axes.directions, zz, mask, t, masks)
         self._check_lock(ok, mask)
-        return np.asarray(z2)[0].tolist()
+        if layers:
+            return np.asarray(latent)[0].tolist(), "w+"
+        return np.asarray(z2)[0].tolist(), self.gen.latent_space
 
     def score(self, z, photo: str | None = None) -> dict:
         scores = self._run(z, {}, [], photo)[1]

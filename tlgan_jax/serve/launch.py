@@ -174,13 +174,16 @@ def start_server(app, host: str = "127.0.0.1", port: int = 0, log_level: str = "
 
 
 def benchmark(editor: Editor, n: int = 200, seed: int = 0) -> dict:
-    """Time n slider moves (POST /api/render with random amounts and locks) over real HTTP
-    against a local server; returns server-side and round-trip p50/p95 in milliseconds."""
+    """Time n slider moves (POST /api/render with random amounts and locks, and for W / W+
+    axes random style layers) over real HTTP against a local server; returns server-side and
+    round-trip p50/p95 in milliseconds, and the editor's generator, resolution and
+    identity descriptor."""
     from tlgan_jax.serve.app import create_app
     server, url = start_server(create_app(editor))
     rng = np.random.default_rng(seed)
     z, _ = editor.random_latent(seed)
     names = list(editor.attributes)
+    presets = list((editor.layer_info() or {"presets": {}})["presets"])
     server_ms, client_ms = [], []
     try:
         for i in range(n + 10):
@@ -188,7 +191,11 @@ def benchmark(editor: Editor, n: int = 200, seed: int = 0) -> dict:
             lock = [a for a in names if rng.random() < 0.2]
             for a in lock:
                 amounts.pop(a)
-            body = json.dumps({"z": z, "amounts": amounts, "lock": lock}).encode()
+            state = {"z": z, "amounts": amounts, "lock": lock}
+            if presets:                                    # layer-wise edits (W / W+ axes)
+                state["layers"] = {a: presets[int(rng.integers(len(presets)))]
+                                   for a in names if rng.random() < 0.5}
+            body = json.dumps(state).encode()
             req = urllib.request.Request(url + "/api/render", body,
                                          {"Content-Type": "application/json"})
             t = time.perf_counter()
@@ -202,7 +209,10 @@ def benchmark(editor: Editor, n: int = 200, seed: int = 0) -> dict:
 
     def pct(v):
         return {"p50_ms": float(np.percentile(v, 50)), "p95_ms": float(np.percentile(v, 95))}
-    return {"renders": n, "server": pct(server_ms), "round_trip": pct(client_ms)}
+    return {"generator": editor.gen.name, "resolution": editor.gen.resolution,
+            "attributes": len(names), "extractors": [e.name for e in editor.extractors],
+            "identity": editor.descriptor.name if editor.descriptor is not None else None,
+            "renders": n, "server": pct(server_ms), "round_trip": pct(client_ms)}
 
 
 def serve(cfg: EditorConfig) -> None:

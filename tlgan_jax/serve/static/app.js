@@ -1,5 +1,5 @@
 // tlgan_jax editor page: plain JS, no build step. Every change sends the full state
-// {z, amounts, lock, photo} to POST /api/render; at most one render is in flight and the
+// {z, amounts, lock, photo, layers} to POST /api/render; at most one render is in flight and the
 // latest state is sent when it returns (slider drags never queue up stale requests).
 "use strict";
 
@@ -12,7 +12,9 @@ const ui = {
 
 let info = null;
 // The state the server renders; `base` is the unedited face's scores (for the deltas).
-let state = { z: null, amounts: {}, lock: [], photo: null };
+// layers (W / W+ axes only): {attribute: "START:STOP" or a preset name}, the style inputs
+// the attribute moves (layer-wise edits); an attribute not named moves all of them.
+let state = { z: null, amounts: {}, lock: [], photo: null, layers: {} };
 let baseScores = {};
 let lastRender = null;          // {image, scores, z_edited}
 let committed = null;           // last state pushed to the undo history
@@ -70,6 +72,7 @@ function requestBody() {
   for (const [k, v] of Object.entries(state.amounts)) if (v !== 0) amounts[k] = v;
   const body = { z: state.z, amounts, lock: state.lock };
   if (state.photo) body.photo = state.photo;
+  if (Object.keys(state.layers).length) body.layers = state.layers;
   return body;
 }
 
@@ -141,6 +144,45 @@ async function refreshBase() {
 }
 
 // ------------------------------------------------------------------------ controls
+const LAYER_TEXT = /^\s*-?\d{0,4}:-?\d{0,4}\s*$/;
+
+// The style-layer choice of one attribute (W / W+ axes): a select of all / the presets /
+// custom, and a START:STOP field shown for custom.
+function layerCell(name) {
+  const select = el("select", { id: `layers-${name}`, "aria-label": `${name} style layers`,
+    title: "the style inputs this attribute's slider moves (layer-wise edit)" });
+  select.append(el("option", { value: "" }, "all"));
+  for (const [preset, idx] of Object.entries(info.layers.presets)) {
+    select.append(el("option", { value: preset },
+      `${preset} ${idx[0]}–${idx[idx.length - 1]}`));
+  }
+  select.append(el("option", { value: "custom" }, "custom…"));
+  const text = el("input", { type: "text", id: `layers-text-${name}`, size: "5",
+    placeholder: "0:4", "aria-label": `${name} style layers START:STOP`, hidden: "" });
+  select.addEventListener("change", () => {
+    text.hidden = select.value !== "custom";
+    if (select.value === "custom") { text.focus(); return; }
+    setLayers(name, select.value);
+  });
+  text.addEventListener("change", () => {
+    if (!LAYER_TEXT.test(text.value)) {
+      text.classList.add("invalid");
+      setStatus(`${name}: style layers look like START:STOP, e.g. 2:6 ` +
+        `(${info.layers.num_ws} inputs, numbered from 0)`, "error");
+      return;
+    }
+    text.classList.remove("invalid");
+    setLayers(name, text.value.trim());
+  });
+  return el("td", { class: "layers" }, select, text);
+}
+
+function setLayers(name, value) {
+  if (value) state.layers[name] = value; else delete state.layers[name];
+  commit();
+  scheduleRender();
+}
+
 function buildRows() {
   ui.rows.innerHTML = "";
   const range = Math.min(5, info.limits.max_amount);
@@ -162,6 +204,7 @@ function buildRows() {
         type: "button", class: "lock", id: `lock-${a.name}`, "aria-pressed": "false",
         title: `lock ${a.name}: keep it while moving the others`,
       }, "unlocked")));
+    if (info.layers) tr.append(layerCell(a.name));
     ui.rows.appendChild(tr);
     const slider = tr.querySelector("input");
     slider.addEventListener("input", () => {
@@ -191,6 +234,14 @@ function syncControls() {
     btn.setAttribute("aria-pressed", String(locked));
     btn.innerHTML = locked ? `${PADLOCK} locked` : "unlocked";
     $(`row-${a.name}`).classList.toggle("locked", locked);
+    if (info.layers) {
+      const v = state.layers[a.name] || "";
+      const select = $(`layers-${a.name}`), text = $(`layers-text-${a.name}`);
+      const preset = v === "" || v in info.layers.presets;
+      select.value = preset ? v : "custom";
+      text.hidden = preset;
+      if (!preset) text.value = v;
+    }
   }
   ui.undo.disabled = history.length === 0;
   if (target) {
@@ -227,7 +278,7 @@ function toggleLock(name) {
 }
 
 async function setFace(z, photo, newTarget) {
-  state = { z, amounts: {}, lock: state.lock.slice(), photo };
+  state = { z, amounts: {}, lock: state.lock.slice(), photo, layers: { ...state.layers } };
   target = newTarget;
   await refreshBase();
   syncControls();
@@ -246,6 +297,7 @@ async function randomFace(seed) {
 function reset() {
   state.amounts = {};
   state.lock = [];
+  state.layers = {};
   syncControls();
   commit();
   scheduleRender();
@@ -281,10 +333,13 @@ function downloadPng() {
 
 function downloadLatent() {
   const data = {
-    generator: info.generator.name, z: state.z, amounts: state.amounts, lock: state.lock,
+    generator: info.generator.name, latent_space: info.generator.latent_space, z: state.z,
+    amounts: state.amounts, lock: state.lock, layers: state.layers,
     z_edited: lastRender ? lastRender.z_edited : null,
+    z_edited_space: lastRender ? lastRender.z_edited_space : null,
     refined_photo: Boolean(state.photo),
     note: "z_edited = z + sum of amounts along the (locked-orthogonalised) axes" +
+      (Object.keys(state.layers).length ? ", each on its style layers only (a w+ latent)" : "") +
       (state.photo ? "; rendered with a generator refined to an uploaded photo (not included)" : ""),
   };
   const blob = new Blob([JSON.stringify(data, null, 1)], { type: "application/json" });
@@ -344,6 +399,10 @@ async function start() {
   }
   $("generator").textContent =
     `${info.generator.name} · ${info.generator.resolution}×${info.generator.resolution}`;
+  if (info.layers) {
+    $("layers-head").hidden = false;
+    $("layers-help").hidden = false;
+  }
   buildRows();
   $("random").addEventListener("click", () => randomFace());
   $("reset").addEventListener("click", reset);
