@@ -26,8 +26,8 @@ class Config:
     steps: tuple[float, ...] = cli.flag((-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0),
                                         "Steps along each axis (latent units).", nonempty=True)
     cell: int = cli.flag(0, "Pixel size of each cell (0: the image size, at least 96).", min=0)
-    layers: str | None = cli.flag(None, "Style inputs to edit, START:STOP (W / W+ axes only; "
-                                  "e.g. 0:4 coarse, 4:8 middle, 8: fine); default: all.")
+    layers: str | None = cli.flag(None, "Style inputs to edit, START:STOP or coarse (0:4), "
+                                  "middle (4:8), fine (8:) (W / W+ axes only); default: all.")
 
     def generator_name(self, axes) -> str:
         """--generator, else the built-in generator the axes name (an axes file never chooses

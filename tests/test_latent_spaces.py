@@ -204,6 +204,24 @@ def test_editor_serves_w_axes(tmp_path):
     assert out["png"][:4] == b"\x89PNG" and "male" in out["scores"]
 
 
+def test_parse_layers_ranges_and_presets():
+    """START:STOP is a Python slice of the style inputs; GANSpace's names are coarse 0:4,
+    middle 4:8, fine 8:; a choice of no input or another form is refused."""
+    from tlgan_jax.editing import layer_presets, parse_layers
+    assert parse_layers("coarse", 18) == [0, 1, 2, 3]
+    assert parse_layers("middle", 18) == [4, 5, 6, 7]
+    assert parse_layers("fine", 18) == list(range(8, 18))
+    assert parse_layers("-2:", 18) == [16, 17] and parse_layers(":3", 8) == [0, 1, 2]
+    assert parse_layers(None, 18) is None and parse_layers("fine") == []   # form only
+    assert layer_presets(18) == {"coarse": [0, 1, 2, 3], "middle": [4, 5, 6, 7],
+                                 "fine": list(range(8, 18))}
+    assert layer_presets(6) == {"coarse": [0, 1, 2, 3], "middle": [4, 5]}
+    for bad, what in (("fine", "selects no style input"), ("3:3", "selects no style input"),
+                      ("1:2:3", "must be START:STOP"), ("coarse2", "must be START:STOP")):
+        with pytest.raises(ValueError, match=what):
+            parse_layers(bad, 8)
+
+
 def test_editor_layer_wise_edits(tmp_path):
     """The editor's layer-wise edits (W axes of tiny32, 8 style inputs): each attribute moves
     only its style inputs; image and w+ latent equal the library's `edit_latents(layers=)`

@@ -516,3 +516,27 @@ def test_render_reports_the_edits_identity_distance_from_one_compiled_function()
     r = plain.post("/api/render", json={"z": z.tolist(), "amounts": {"u": 1.0}})
     assert r.status_code == 200 and r.json()["identity"] is None
     assert plain.get("/api/info").json()["identity"] is None
+
+
+def test_editor_latency_script_on_stylegan2_w_axes(tmp_path):
+    """scripts/editor_latency.py: random W axes for a StyleGAN2 (the tiny32 fixture), the
+    editor's HTTP benchmark with layer-wise moves, one JSON with the machine."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from helpers import stylegan2_fixtures_dir
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "latency.json"
+    pkl = stylegan2_fixtures_dir() / "tiny32.pkl"
+    run = subprocess.run([sys.executable, str(root / "scripts" / "editor_latency.py"),
+                          f"--generator=stylegan2:{pkl}", "--latent_space=w", "--renders=6",
+                          "--identity=none", f"--json={out}"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["machine"]["cpu_count"] >= 1 and len(report["runs"]) == 1
+    r = report["runs"][0]
+    assert r["generator"].endswith("@w") and r["resolution"] == 32 and r["renders"] == 6
+    assert 0 < r["layer_wise_renders"] <= 6 and r["identity"] is None
+    assert 0 < r["server"]["p50_ms"] <= r["server"]["p95_ms"]

@@ -58,6 +58,6 @@ def cpu_seconds() -> float:
 
 def machine_line() -> str:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    return (f"{os.cpu_count()} CPU cores, JAX backend {jax.default_backend()} "
+    return (f"{os.cpu_count()} CPU cores ({cpu_model()}), JAX backend {jax.default_backend()} "
             f"({jax.devices()[0].device_kind}); load average {load[0]:.2f} / {load[1]:.2f} / "
             f"{load[2]:.2f} (1 / 5 / 15 min)")

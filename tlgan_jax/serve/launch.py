@@ -184,7 +184,7 @@ def benchmark(editor: Editor, n: int = 200, seed: int = 0) -> dict:
     z, _ = editor.random_latent(seed)
     names = list(editor.attributes)
     presets = list((editor.layer_info() or {"presets": {}})["presets"])
-    server_ms, client_ms = [], []
+    server_ms, client_ms, layered = [], [], 0
     try:
         for i in range(n + 10):
             amounts = {a: float(v) for a, v in zip(names, rng.uniform(-3, 3, len(names)))}
@@ -195,6 +195,7 @@ def benchmark(editor: Editor, n: int = 200, seed: int = 0) -> dict:
             if presets:                                    # layer-wise edits (W / W+ axes)
                 state["layers"] = {a: presets[int(rng.integers(len(presets)))]
                                    for a in names if rng.random() < 0.5}
+                layered += bool(state["layers"]) and i >= 10
             body = json.dumps(state).encode()
             req = urllib.request.Request(url + "/api/render", body,
                                          {"Content-Type": "application/json"})
@@ -212,7 +213,8 @@ def benchmark(editor: Editor, n: int = 200, seed: int = 0) -> dict:
     return {"generator": editor.gen.name, "resolution": editor.gen.resolution,
             "attributes": len(names), "extractors": [e.name for e in editor.extractors],
             "identity": editor.descriptor.name if editor.descriptor is not None else None,
-            "renders": n, "server": pct(server_ms), "round_trip": pct(client_ms)}
+            "renders": n, "layer_wise_renders": int(layered), "server": pct(server_ms),
+            "round_trip": pct(client_ms)}
 
 
 def serve(cfg: EditorConfig) -> None:
