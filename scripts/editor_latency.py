@@ -24,6 +24,7 @@ def main(argv=None):
     p.add_argument("--generator", default="stylegan2-1024")
     p.add_argument("--latent_space", default="w", choices=("z", "w", "w+"))
     p.add_argument("--extractors", default="gender,age")
+    p.add_argument("--judges", default="none", help="as the editor's --judges")
     p.add_argument("--renders", type=int, default=40)
     p.add_argument("--identity", default="none,faceapi",
                    help="comma-separated: none and/or faceapi (one benchmark each)")
@@ -52,7 +53,7 @@ def main(argv=None):
               "runs": []}
     for identity in args.identity.split(","):
         editor = build_editor(str(tmp / "axes.npz"), args.generator, extractors,
-                              identity=identity)
+                              identity=identity, judges=args.judges.split(","))
         t = time.perf_counter()
         editor.warmup(invert=False)
         compile_s = time.perf_counter() - t

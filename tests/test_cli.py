@@ -228,8 +228,9 @@ def test_editor_refuses_a_busy_port_before_loading(capsys, no_models):
 
 
 def test_editor_host_guard_and_upload_queue_flags_reach_the_app(monkeypatch, capsys):
-    """--allowed_host (plus a named --host) goes to create_app(allowed_hosts=...) and
-    --invert_queue to the editor's Limits; a negative queue is a one-line error."""
+    """--allowed_host (plus a named --host) goes to create_app(allowed_hosts=...),
+    --invert_queue to the editor's Limits, --identity and --judges to build_editor; a negative
+    queue or a bad judge is a one-line error."""
     pytest.importorskip("fastapi")
     import types
 
@@ -240,8 +241,8 @@ def test_editor_host_guard_and_upload_queue_flags_reach_the_app(monkeypatch, cap
     seen = {}
 
     def fake_build(axes, generator, extractors, *, invert_config, limits, default_samples,
-                   identity):
-        seen["limits"], seen["identity"] = limits, identity
+                   identity, judges):
+        seen["limits"], seen["identity"], seen["judges"] = limits, identity, judges
         return types.SimpleNamespace(gen=types.SimpleNamespace(name="g"), attributes=["a"],
                                      warmup=lambda **kw: None)
 
@@ -255,11 +256,15 @@ def test_editor_host_guard_and_upload_queue_flags_reach_the_app(monkeypatch, cap
     with pytest.raises(SystemExit) as e:
         launch.main(["--allowed_host=editor.example.org,10.0.0.7", "--invert_queue=5",
                      "--host=127.0.0.2", f"--port={port}", "--no_warm_invert",
-                     "--identity=faceapi"])
+                     "--identity=faceapi", "--judges=fa_age_gender"])
     assert e.value.code == 0, capsys.readouterr().err
     assert seen["hosts"] == ["editor.example.org", "10.0.0.7", "127.0.0.2"]
     assert seen["limits"].invert_queue == 5 and seen["run"]["port"] == port
-    assert seen["identity"] == "faceapi"
+    assert seen["identity"] == "faceapi" and seen["judges"] == ("fa_age_gender",)
+    with pytest.raises(SystemExit) as e:
+        launch.main(["--judges=auto,fa_age_gender"])
+    assert e.value.code == 2 and "--judges=auto,fa_age_gender: auto and none stand alone" in \
+        capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         launch.main(["--identity=arcface"])
     assert e.value.code == 2 and "--identity=arcface" in capsys.readouterr().err

@@ -59,7 +59,8 @@ def server(tmp_path_factory):
     axes = default_axes(gen, exts, num_samples=2048,
                         cache_dir=tmp_path_factory.getbasetemp() / "axes")
     editor = Editor(gen, exts, axes, invert_config=InversionConfig(
-        steps=15, restarts=1, init_pool=16, refine_steps=15, feature_weight=0.0))
+        steps=15, restarts=1, init_pool=16, refine_steps=15, feature_weight=0.0),
+        judges=[load_extractor("fa_age_gender")])          # the independent judge column
     editor.warmup(invert=True)
     srv, url = start_server(create_app(editor))
     yield editor, url
@@ -153,8 +154,16 @@ def test_editor_page_end_to_end(browser, server, tmp_path):
     assert 2.0 < amount < 4.0, amount
     face1, male1 = _face(d), _score(d, "male")
     assert face1 != face0
-    want = editor.render(z, {"male": amount}, [])["scores"]["male"]
-    assert abs(male1 - want) < 1e-3 and male1 > male0 + 0.5, (male0, male1, want)  # floor
+    want = editor.render(z, {"male": amount}, [])["scores"]
+    assert abs(male1 - want["male"]) < 1e-3 and male1 > male0 + 0.5, (male0, male1, want)
+    # the independent judge's reading of the same image sits beside the own net's
+    assert d.find_element("id", "judges-head").is_displayed()
+    judge = d.find_element("css selector", "#judge-male .judge")
+    assert judge.get_attribute("data-name") == "fa_male"
+    assert abs(float(judge.get_attribute("data-value")) - want["fa_male"]) < 1e-3
+    assert d.find_element("css selector", "#judge-age .judge").get_attribute(
+        "data-name") == "fa_age"
+    assert d.find_element("id", "judge-happy").text == "–"   # no judge scores happy here
     _shot(d, "editor_male")
 
     # 2. lock male, then move happy: the request carries the lock (scores equal the locked

@@ -350,7 +350,10 @@ def create_app(editor: Editor, allowed_hosts=()) -> FastAPI:
                           "resolution": editor.gen.resolution},
             "attributes": [{"name": a, "has_score": a in editor.score_names,
                             "binary": bool(editor.binary.get(a, False)),
-                            "score_meaning": editor.score_meaning.get(a, "")} for a in names],
+                            "score_meaning": editor.score_meaning.get(a, ""),
+                            "judges": [{"name": b, "binary": bool(editor.binary.get(b, False)),
+                                        "score_meaning": editor.score_meaning.get(b, "")}
+                                       for b in editor.judged.get(a, ())]} for a in names],
             "scores": list(editor.score_names),
             "layers": editor.layer_info(),
             "identity": (None if editor.descriptor is None else

@@ -16,6 +16,10 @@ every layer choice also runs the same compiled code.
 state names an uploaded photo. Locked attributes keep the amount they had (their sliders are
 frozen in the page); the others move orthogonally to the locked axes, so to first order the
 locked attributes' linear scores do not change.
+Independent judges (`judges`): extractors that did not define the axes, scored on the same
+image; each attribute lists the scores of the same concept by another net
+(`extractors.EQUIVALENT_ATTRIBUTES`, as `discover_axes` judges its edits), so the page shows
+the own net's reading of an edit beside an unrelated one's.
 Identity (with a face `descriptor`): the same jitted render also draws the unedited face
 G_θ(c(z)) (one batch of two) and returns the descriptor distance
     δ = ||D(G_θ(z')) − D(G_θ(c(z)))||,   identity kept ⇔ δ < the descriptor's threshold.
@@ -41,8 +45,20 @@ from PIL import Image
 
 from tlgan_jax.axes import Axes, locked_directions
 from tlgan_jax.discover import default_axes  # noqa: F401  (the editor's axes when none are given)
-from tlgan_jax.editing import layer_presets, masked_layer_direction, parse_layers, to_wplus
-from tlgan_jax.extractors import Extractor, FaceDescriptor, descriptor_distance, stack_scores
+from tlgan_jax.editing import (
+    judges_for,
+    layer_presets,
+    masked_layer_direction,
+    parse_layers,
+    to_wplus,
+)
+from tlgan_jax.extractors import (
+    EQUIVALENT_ATTRIBUTES,
+    Extractor,
+    FaceDescriptor,
+    descriptor_distance,
+    stack_scores,
+)
 from tlgan_jax.generators import Generator, to_uint8
 from tlgan_jax.invert import InversionConfig, Inverter, PhotoError, frame_face, load_photo
 from tlgan_jax.invert.photos import check_photo_header
@@ -87,23 +103,29 @@ class Editor:
     def __init__(self, gen: Generator, extractors: Sequence[Extractor], axes: Axes, *,
                  invert_config: InversionConfig = InversionConfig(steps=150, restarts=2,
                                                                    refine_steps=100),
-                 limits: Limits = Limits(), descriptor: FaceDescriptor | None = None):
+                 limits: Limits = Limits(), descriptor: FaceDescriptor | None = None,
+                 judges: Sequence[Extractor] = ()):
         axes.check_generator(gen)
         self.gen, self.axes, self.limits = gen, axes, limits
         self.descriptor = descriptor
         self.extractors = tuple(extractors)
+        self.judges = tuple(judges)
+        scorers = self.extractors + self.judges
         self.attributes = tuple(axes.names)
         # style inputs of W / W+ axes (layer-wise edits render in W+); None for z axes
         self.num_ws = (gen.require_w_space().num_ws if gen.latent_space in ("w", "w+")
                        else None)
         self._render_gen = gen.in_space("w+") if self.num_ws else gen
-        self.score_names = tuple(a for e in self.extractors for a in e.attributes)
+        self.score_names = tuple(a for e in scorers for a in e.attributes)
         if len(set(self.score_names)) != len(self.score_names):
             raise ValueError(f"extractor attributes must be unique, got {self.score_names}")
-        self.binary = {a: b for e in self.extractors for a, b in zip(e.attributes, e.binary)}
+        self.binary = {a: b for e in scorers for a, b in zip(e.attributes, e.binary)}
         self.score_meaning = {a: f"{e.name}: {e.info.get('score', 'score')}"
-                              for e in self.extractors for a in e.attributes}
-        self._ext_params = [e.params for e in self.extractors]
+                              for e in scorers for a in e.attributes}
+        # {attribute: the same concept scored by other nets} (independent judges)
+        self.judged = judges_for(self.attributes, self.score_names, EQUIVALENT_ATTRIBUTES)
+        self._scorers = scorers
+        self._ext_params = [e.params for e in scorers]
         self.inverter = Inverter(gen, self.extractors, invert_config)
         self._photos: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self._photos_lock = threading.Lock()
@@ -152,7 +174,7 @@ class Editor:
             images = both[:1]
             d = self.descriptor.descriptor_array(desc_params, both)
             distance = descriptor_distance(d[:1], d[1:])
-        scores = (stack_scores(self.extractors, ext_params, images) if self.extractors
+        scores = (stack_scores(self._scorers, ext_params, images) if self._scorers
                   else jnp.zeros((1, 0), jnp.float32))
         return to_uint8(images), scores, z2, latent, ok, distance
 

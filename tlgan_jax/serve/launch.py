@@ -26,7 +26,7 @@ import numpy as np
 from tlgan_jax import cli
 from tlgan_jax.axes import Axes, models_named_by_axes
 from tlgan_jax.discover import default_axes
-from tlgan_jax.extractors import EMBEDDED_EXTRACTORS, load_face_descriptor
+from tlgan_jax.extractors import EMBEDDED_EXTRACTORS
 from tlgan_jax.generators import EMBEDDED_GENERATOR
 from tlgan_jax.invert import InversionConfig
 from tlgan_jax.serve.editor import Editor, Limits
@@ -43,6 +43,7 @@ class EditorConfig:
     extractors: tuple[str, ...] = cli.flag((), "Extractors for the scores, comma-separated "
                                            "(default: the axes', else "
                                            f"{','.join(EMBEDDED_EXTRACTORS)}).")
+    judges: tuple[str, ...] = cli.judges_flag()
     host: str = cli.flag("127.0.0.1", "Address to listen on (default: this machine only).",
                          nonempty=True)
     allowed_host: tuple[str, ...] = cli.flag((), "Host names (or addresses) besides loopback "
@@ -100,6 +101,7 @@ class EditorConfig:
                                   self.axes) from None
         cli.check_generator(generator)
         cli.check_extractors(extractors)
+        cli.check_judges(self.judges)
         if any(not h or any(c.isspace() or c in "/@" for c in h) for h in self.allowed_host):
             raise cli.ConfigError("allowed_host", "give host names or addresses (no scheme, "
                                   "path or spaces), e.g. editor.example.org",
@@ -129,9 +131,11 @@ def check_port_free(host: str, port: int) -> None:
 def build_editor(axes_path: str | None = None, generator: str | None = None,
                  extractors: Sequence[str] | None = None, *,
                  invert_config: InversionConfig | None = None, limits: Limits = Limits(),
-                 default_samples: int = 8192, identity: str = "none") -> Editor:
+                 default_samples: int = 8192, identity: str = "none",
+                 judges: Sequence[str] = ("auto",)) -> Editor:
     """An `Editor` for an axes file (or the embedded default's cached axes); not yet warm.
-    identity: a face descriptor name (`load_face_descriptor`) for the live identity figure."""
+    identity: a face descriptor name (`load_face_descriptor`) for the live identity figure;
+    judges: --judges (`cli.judges_flag`: auto = the embedded family that defined no axis)."""
     axes = Axes.load(axes_path) if axes_path else None
     gen_name, ext_names = models_named_by_axes(axes.metadata if axes is not None else {},
                                                axes_path or "the default axes", generator,
@@ -148,8 +152,9 @@ def build_editor(axes_path: str | None = None, generator: str | None = None,
         gen = gen.in_space(axes.latent_space)     # W / W+ axes: the editor works on w latents
     cli.check_latents(axes, gen, "generator" if generator else "axes", generator or axes_path)
     cfg = invert_config or InversionConfig(steps=150, restarts=2, refine_steps=100)
-    descriptor = None if identity == "none" else load_face_descriptor(identity)
-    return Editor(gen, exts, axes, invert_config=cfg, limits=limits, descriptor=descriptor)
+    judge_nets, descriptor = cli.load_judges(judges, ext_names, exts, identity)
+    return Editor(gen, exts, axes, invert_config=cfg, limits=limits, descriptor=descriptor,
+                  judges=judge_nets)
 
 
 def _free_port() -> int:
@@ -212,6 +217,7 @@ def benchmark(editor: Editor, n: int = 200, seed: int = 0) -> dict:
         return {"p50_ms": float(np.percentile(v, 50)), "p95_ms": float(np.percentile(v, 95))}
     return {"generator": editor.gen.name, "resolution": editor.gen.resolution,
             "attributes": len(names), "extractors": [e.name for e in editor.extractors],
+            "judges": [e.name for e in editor.judges],
             "identity": editor.descriptor.name if editor.descriptor is not None else None,
             "renders": n, "layer_wise_renders": int(layered), "server": pct(server_ms),
             "round_trip": pct(client_ms)}
@@ -222,7 +228,8 @@ def serve(cfg: EditorConfig) -> None:
     limits = cfg.limits()
     editor = build_editor(cfg.axes, cfg.generator, cfg.extractors or None,
                           invert_config=cfg.invert_config(), limits=limits,
-                          default_samples=cfg.default_samples, identity=cfg.identity)
+                          default_samples=cfg.default_samples, identity=cfg.identity,
+                          judges=cfg.judges)
     print(f"compiling the render ({editor.gen.name}, {len(editor.attributes)} attributes)...",
           flush=True)
     t = time.perf_counter()

@@ -76,10 +76,19 @@ function requestBody() {
   return body;
 }
 
+let binaryScore = {};           // score name -> binary (a logit: shown with its sign)
+
 function fmtScore(name, value) {
-  const a = info.attributes.find((x) => x.name === name);
-  if (a && a.binary) return `${value >= 0 ? "+" : ""}${value.toFixed(2)}`;
+  if (binaryScore[name]) return `${value >= 0 ? "+" : ""}${value.toFixed(2)}`;
   return value.toFixed(Math.abs(value) >= 10 ? 1 : 2);
+}
+
+// a score and its change from the unedited face
+function scoreNodes(name, value) {
+  const d = name in baseScores ? value - baseScores[name] : 0;
+  const cls = Math.abs(d) < 0.005 ? "" : (d > 0 ? "up" : "down");
+  return [fmtScore(name, value), el("span", { class: `delta ${cls}` },
+    `${d >= 0 ? "+" : "−"}${Math.abs(d).toFixed(2)}`)];
 }
 
 // ------------------------------------------------------------------------ rendering
@@ -126,13 +135,17 @@ function showIdentity(id) {
 function showScores(scores) {
   for (const a of info.attributes) {
     const cell = $(`score-${a.name}`);
-    if (!cell || !(a.name in scores)) continue;
-    const v = scores[a.name];
-    const d = a.name in baseScores ? v - baseScores[a.name] : 0;
-    cell.dataset.value = String(v);
-    const cls = Math.abs(d) < 0.005 ? "" : (d > 0 ? "up" : "down");
-    cell.replaceChildren(fmtScore(a.name, v), el("span", { class: `delta ${cls}` },
-      `${d >= 0 ? "+" : "−"}${Math.abs(d).toFixed(2)}`));
+    if (cell && a.name in scores) {
+      cell.dataset.value = String(scores[a.name]);
+      cell.replaceChildren(...scoreNodes(a.name, scores[a.name]));
+    }
+    // the independent judges: the same concept scored by nets that did not define the axis
+    const judged = $(`judge-${a.name}`);
+    if (!judged || !a.judges.length) continue;
+    judged.replaceChildren(...a.judges.filter((j) => j.name in scores).map((j) => el("span", {
+      class: "judge", "data-name": j.name, "data-value": String(scores[j.name]),
+      title: j.score_meaning,
+    }, el("span", { class: "muted" }, `${j.name} `), ...scoreNodes(j.name, scores[j.name]))));
   }
 }
 
@@ -144,6 +157,10 @@ async function refreshBase() {
 }
 
 // ------------------------------------------------------------------------ controls
+function hasJudges() {
+  return info.attributes.some((a) => a.judges && a.judges.length);
+}
+
 const LAYER_TEXT = /^\s*-?\d{0,4}:-?\d{0,4}\s*$/;
 
 // The style-layer choice of one attribute (W / W+ axes): a select of all / the presets /
@@ -204,6 +221,10 @@ function buildRows() {
         type: "button", class: "lock", id: `lock-${a.name}`, "aria-pressed": "false",
         title: `lock ${a.name}: keep it while moving the others`,
       }, "unlocked")));
+    if (hasJudges()) {
+      tr.insertBefore(el("td", { class: "score judges", id: `judge-${a.name}` },
+        a.judges.length ? "…" : "–"), tr.children[4]);
+    }
     if (info.layers) tr.append(layerCell(a.name));
     ui.rows.appendChild(tr);
     const slider = tr.querySelector("input");
@@ -399,6 +420,11 @@ async function start() {
   }
   $("generator").textContent =
     `${info.generator.name} · ${info.generator.resolution}×${info.generator.resolution}`;
+  for (const a of info.attributes) {
+    binaryScore[a.name] = a.binary;
+    for (const j of a.judges || []) binaryScore[j.name] = j.binary;
+  }
+  if (hasJudges()) $("judges-head").hidden = false;
   if (info.layers) {
     $("layers-head").hidden = false;
     $("layers-help").hidden = false;
