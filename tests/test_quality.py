@@ -280,6 +280,12 @@ def test_benchmark_with_judges_and_descriptor_writes_their_columns_and_panels(tm
                 f"−λ {best['independent_success_down']:.2f}") in summary
     png = (tmp_path / "axis_quality.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # the plot's edit-success panel shows the judges beside the own net; none shows it alone
+    metrics = [m for m, _ in reports.plot_panels(rows)]
+    assert "judges" in metrics and "edit_success" not in metrics and "identity_kept" in metrics
+    own_only = [{k: v for k, v in r.items() if not k.startswith(("independent", "identity"))}
+                for r in rows]
+    assert "edit_success" in [m for m, _ in reports.plot_panels(own_only)]
     # --replot from the CSV alone keeps the judge and identity columns in the summary
     (tmp_path / "summary.md").unlink()
     reports.write_reports(tmp_path)

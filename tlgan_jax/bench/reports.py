@@ -156,6 +156,19 @@ def first_n_reaching(n: np.ndarray, values: np.ndarray, target: float,
 
 # ----------------------------------------------------------------------------- plot
 
+def plot_panels(rows: Sequence[Mapping]) -> list[tuple[str, str]]:
+    """(metric, title) of the plot's columns: PLOT_PANELS; with independent judges the
+    edit-success panel shows them beside the own judge ("judges"), so no panel shows an axis's
+    success by its own net alone; with a face descriptor, identity kept."""
+    panels = list(PLOT_PANELS)
+    if any(r.get("independent_success") is not None for r in rows):
+        k = [metric for metric, _ in panels].index("edit_success")
+        panels[k] = ("judges", "edit success (±λ): own judge (solid), independent (dashed)")
+    if any(r.get("identity_kept") is not None for r in rows):
+        panels.append(("identity_kept", "identity kept (±λ)"))
+    return panels
+
+
 def plot_quality(rows: Sequence[Mapping], path: str | Path, *, latent_dim: int | None = None,
                  title: str = "") -> Path:
     """Metric vs N (log axis), mean ± std over repeats, one panel per metric (columns) and
@@ -168,13 +181,9 @@ def plot_quality(rows: Sequence[Mapping], path: str | Path, *, latent_dim: int |
     attributes = list(dict.fromkeys(r["attribute"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     colours = {m: f"C{i}" for i, m in enumerate(methods)}
-    panels = list(PLOT_PANELS)
-    if any(r.get("independent_success") is not None for r in rows):
-        panels.append(("judges", "edit success: own judge (solid) vs independent (dashed)"))
-    if any(r.get("identity_kept") is not None for r in rows):
-        panels.append(("identity_kept", "identity kept (±λ)"))
+    panels = plot_panels(rows)
     stats = {metric: aggregate(rows, metric) for metric, _ in panels if metric != "judges"}
-    if len(panels) > len(PLOT_PANELS):
+    if "judges" in dict(panels):
         stats["judges"] = aggregate(rows, "edit_success")
         stats["independent_success"] = aggregate(rows, "independent_success")
     r2_curves = aggregate(rows, "heldout_r2")
