@@ -537,6 +537,57 @@ def test_render_reports_the_edits_identity_distance_from_one_compiled_function()
     assert plain.get("/api/info").json()["identity"] is None
 
 
+def test_combined_axes_are_scored_and_judged_by_their_sources():
+    """An axes file from `discover_axes --combine` (mix = mean of standardised bright and
+    redder): the editor scores the combined attribute from its sources' scores, exactly as
+    `Combination.score`, and lists the sources as its judges."""
+    from tlgan_jax.combine import Combination
+
+    from toy import toy_extractor, toy_generator
+    gen = toy_generator(latent_dim=8, resolution=16)
+    combo = Combination("mix", ("bright", "redder"), (0.1, -0.2), (0.5, 2.0), (None, 3.0))
+    axes = Axes.from_vectors(np.random.default_rng(1).normal(size=(8, 2)), ["bright", "mix"],
+                             metadata={"generator": gen.name, "combine": [combo.as_dict()]})
+    ed = Editor(gen, [toy_extractor()], axes, invert_config=TINY_INVERSION)
+    client = TestClient(create_app(ed), base_url=LOCAL)
+    info = {a["name"]: a for a in client.get("/api/info").json()["attributes"]}
+    assert info["mix"]["has_score"] and not info["mix"]["binary"]
+    assert [j["name"] for j in info["mix"]["judges"]] == ["bright", "redder"]
+    z = np.asarray(gen.sample_latents(jax.random.key(2), 1))[0]
+    r = client.post("/api/render", json={"z": z.tolist(), "amounts": {"mix": 2.0}})
+    assert r.status_code == 200, r.text
+    scores = r.json()["scores"]
+    want = combo.score(np.array([[scores["bright"], scores["redder"]]]), ["bright", "redder"])
+    np.testing.assert_allclose(scores["mix"], want[0], rtol=1e-5, atol=1e-6)
+
+
+def test_identity_of_the_unedited_face_is_drawn_once_per_face():
+    """With a descriptor, the unedited face's descriptor is computed once per (z, photo) and
+    reused: a drag of n slider moves draws n + 1 faces, not 2n (and a move back to 0 reports
+    distance 0)."""
+    import jax.numpy as jnp
+
+    from tlgan_jax.extractors import FaceDescriptor
+
+    from toy import toy_extractor, toy_generator
+    gen = toy_generator(latent_dim=8, resolution=16, linear=True)
+    desc = FaceDescriptor(name="toydesc", dim=3, threshold=0.05, input_shape=(3, 16, 16),
+                          params={"s": jnp.float32(2.0)},
+                          raw_apply=lambda p, x: x.mean(axis=(2, 3)) * p["s"],
+                          preprocess=lambda im: jnp.transpose(im, (0, 3, 1, 2)))
+    axes = Axes.from_vectors(np.eye(8)[:, :1], ["u"], metadata={"generator": "toy"})
+    ed = Editor(gen, [toy_extractor()], axes, descriptor=desc, invert_config=TINY_INVERSION)
+    calls = []
+    render = ed._render
+    ed.__dict__["_render"] = lambda *a: calls.append(1) or render(*a)
+    z = np.asarray(gen.sample_latents(jax.random.key(0), 1))[0]
+    for t in (0.5, 1.0, 1.5, 2.0):
+        assert ed.render(z, {"u": t}, [])["identity"]["distance"] > 0
+    assert len(calls) == 5                          # the unedited face once, then one per move
+    assert ed.render(z, {"u": 0.0}, [])["identity"]["distance"] == 0.0
+    assert len(calls) == 6
+
+
 def test_editor_latency_script_on_stylegan2_w_axes(tmp_path):
     """scripts/editor_latency.py: random W axes for a StyleGAN2 (the tiny32 fixture), the
     editor's HTTP benchmark with layer-wise moves, one JSON with the machine."""

@@ -20,9 +20,14 @@ Independent judges (`judges`): extractors that did not define the axes, scored o
 image; each attribute lists the scores of the same concept by another net
 (`extractors.EQUIVALENT_ATTRIBUTES`, as `discover_axes` judges its edits), so the page shows
 the own net's reading of an edit beside an unrelated one's.
-Identity (with a face `descriptor`): the same jitted render also draws the unedited face
-G_θ(c(z)) (one batch of two) and returns the descriptor distance
-    δ = ||D(G_θ(z')) − D(G_θ(c(z)))||,   identity kept ⇔ δ < the descriptor's threshold.
+Combined axes (`discover_axes --combine`, e.g. age_mix = mean of standardised age and
+fa_age): scored from their sources' scores (`combine.Combination.score`, the statistics stored
+with the axes) and judged by the sources, as in `discover_axes`.
+Identity (with a face `descriptor`): the same jitted render returns the descriptor of the
+edited face and its distance to the unedited face's descriptor D0 = D(G_θ(c(z))),
+    δ = ||D(G_θ(z')) − D0||,   identity kept ⇔ δ < the descriptor's threshold;
+D0 comes from the same function with no edit (t = 0), once per (z, photo) (a small cache), so
+a slider drag draws one face per move.
 """
 from __future__ import annotations
 
@@ -44,7 +49,7 @@ import numpy as np
 from PIL import Image
 
 from tlgan_jax.axes import Axes, locked_directions
-from tlgan_jax.discover import default_axes  # noqa: F401  (the editor's axes when none are given)
+from tlgan_jax.combine import apply_combinations, combination_judges, combinations_from_metadata
 from tlgan_jax.editing import (
     judges_for,
     layer_presets,
@@ -116,14 +121,25 @@ class Editor:
         self.num_ws = (gen.require_w_space().num_ws if gen.latent_space in ("w", "w+")
                        else None)
         self._render_gen = gen.in_space("w+") if self.num_ws else gen
-        self.score_names = tuple(a for e in scorers for a in e.attributes)
-        if len(set(self.score_names)) != len(self.score_names):
-            raise ValueError(f"extractor attributes must be unique, got {self.score_names}")
+        self._layer_info = (None if self.num_ws is None else
+                            {"num_ws": self.num_ws, "presets": layer_presets(self.num_ws)})
+        self._net_scores = tuple(a for e in scorers for a in e.attributes)
+        if len(set(self._net_scores)) != len(self._net_scores):
+            raise ValueError(f"extractor attributes must be unique, got {self._net_scores}")
+        # combined axes whose sources are all scored get a score of their own
+        self.combos = tuple(c for c in combinations_from_metadata(axes.metadata)
+                            if set(c.sources) <= set(self._net_scores))
+        self.score_names = self._net_scores + tuple(c.name for c in self.combos)
         self.binary = {a: b for e in scorers for a, b in zip(e.attributes, e.binary)}
         self.score_meaning = {a: f"{e.name}: {e.info.get('score', 'score')}"
                               for e in scorers for a in e.attributes}
+        self.score_meaning.update({c.name: f"mean of the standardised {', '.join(c.sources)}"
+                                   for c in self.combos})
         # {attribute: the same concept scored by other nets} (independent judges)
-        self.judged = judges_for(self.attributes, self.score_names, EQUIVALENT_ATTRIBUTES)
+        self.judged = {**judges_for(self.attributes, self.score_names, EQUIVALENT_ATTRIBUTES),
+                       **combination_judges(self.combos, self.score_names)}
+        self._d0: collections.OrderedDict[tuple, np.ndarray] = collections.OrderedDict()
+        self._d0_lock = threading.Lock()
         self._scorers = scorers
         self._ext_params = [e.params for e in scorers]
         self.inverter = Inverter(gen, self.extractors, invert_config)
@@ -160,23 +176,20 @@ class Editor:
             t[None, :], moves, precision=jax.lax.Precision.HIGHEST), ok
 
     def _render_fn(self, gen_params, ext_params, desc_params, directions, z, mask, t,
-                   layer_masks):
-        """(uint8 image, scores, z', rendered latent, lock ok, identity distance δ (NaN
-        without a descriptor))."""
+                   layer_masks, d0):
+        """(uint8 image, scores, z', rendered latent, lock ok, descriptor D of the image
+        [1, dim] and δ = ||D − d0|| (without a descriptor: [1, 0] and NaN))."""
         z2, latent, ok = self._edit_fn(directions, z, mask, t, layer_masks)
+        images = self._render_gen.apply(gen_params, latent)
         if self.descriptor is None:
-            images = self._render_gen.apply(gen_params, latent)
+            d = jnp.zeros((1, 0), jnp.float32)
             distance = jnp.full((1,), jnp.nan, jnp.float32)
-        else:                          # edited and unedited face in one batch
-            z0 = self.gen.canonical_latents(z)
-            unedited = z0 if self.num_ws is None else to_wplus(self.gen, z0)
-            both = self._render_gen.apply(gen_params, jnp.concatenate([latent, unedited]))
-            images = both[:1]
-            d = self.descriptor.descriptor_array(desc_params, both)
-            distance = descriptor_distance(d[:1], d[1:])
+        else:
+            d = self.descriptor.descriptor_array(desc_params, images)
+            distance = descriptor_distance(d, d0)
         scores = (stack_scores(self._scorers, ext_params, images) if self._scorers
                   else jnp.zeros((1, 0), jnp.float32))
-        return to_uint8(images), scores, z2, latent, ok, distance
+        return to_uint8(images), scores, z2, latent, ok, d, distance
 
     @functools.cached_property
     def _render(self):
@@ -249,9 +262,7 @@ class Editor:
 
     def layer_info(self) -> dict | None:
         """{num_ws, presets: {name: [indices]}} of W / W+ axes (layer-wise edits); None for z."""
-        if self.num_ws is None:
-            return None
-        return {"num_ws": self.num_ws, "presets": layer_presets(self.num_ws)}
+        return self._layer_info
 
     def _check_lock(self, ok, mask):
         if not bool(ok):
@@ -275,14 +286,37 @@ class Editor:
         of a state; the edited latent is z' in the axes' space, or w+ when `layers` names
         style inputs."""
         zz, mask, t, masks = self._state(z, amounts, lock, layers)
-        desc_params = self.descriptor.params if self.descriptor is not None else None
-        img, scores, z2, latent, ok, dist = self._render(
-            self._params(photo), self._ext_params, desc_params, self.axes.directions, zz, mask,
-            t, masks)
+        params = self._params(photo)
+        d0, key = None, (zz.tobytes(), photo)
+        if self.descriptor is not None:
+            with self._d0_lock:
+                d0 = self._d0.get(key)
+            if d0 is None and np.any(t):               # the unedited face's descriptor first
+                d0 = self._render_d(params, zz, np.zeros_like(mask), np.zeros_like(t),
+                                    np.ones_like(masks), None)[5]
+        img, scores, z2, latent, ok, d, dist = self._render_d(params, zz, mask, t, masks, d0)
         self._check_lock(ok, mask)
+        distance = float(np.asarray(dist)[0])
+        if self.descriptor is not None and not np.any(t):   # this face is the unedited one
+            d0, distance = np.asarray(d), 0.0
+        if d0 is not None:
+            with self._d0_lock:
+                self._d0[key] = d0
+                self._d0.move_to_end(key)
+                while len(self._d0) > 256:
+                    self._d0.popitem(last=False)
+        scores = apply_combinations(np.asarray(scores), self._net_scores, self.combos)[0]
         edited, space = (latent, "w+") if layers else (z2, self.gen.latent_space)
-        return (np.asarray(img)[0], np.asarray(scores)[0], np.asarray(edited)[0], space,
-                float(np.asarray(dist)[0]))
+        return np.asarray(img)[0], scores[0], np.asarray(edited)[0], space, distance
+
+    def _render_d(self, params, zz, mask, t, masks, d0):
+        """The jitted render of one state against the unedited descriptor d0 (zeros: none)."""
+        desc_params = self.descriptor.params if self.descriptor is not None else None
+        if d0 is None:
+            d0 = np.zeros((1, self.descriptor.dim if self.descriptor is not None else 0),
+                          np.float32)
+        return self._render(params, self._ext_params, desc_params, self.axes.directions, zz,
+                            mask, t, masks, d0)
 
     def _identity(self, distance: float) -> dict | None:
         """{descriptor, distance, threshold, kept} of the current edit, or None."""
