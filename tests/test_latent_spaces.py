@@ -204,6 +204,17 @@ def test_editor_serves_w_axes(tmp_path):
     assert out["png"][:4] == b"\x89PNG" and "male" in out["scores"]
 
 
+def test_views_are_made_once_so_their_jit_compiles_once():
+    """`in_space` gives the same view object every time (its jitted apply is cached), from
+    the z generator and from another view alike."""
+    gen = load_generator(f"stylegan2:{stylegan2_fixtures_dir() / 'tiny32.pkl'}")
+    assert gen.in_space("w+") is gen.in_space("w+") is gen.in_space("w").in_space("w+")
+    assert gen.in_space("w").in_space("z") is gen and gen.in_space("z") is gen
+    gw = gen.in_space("w")
+    gw(gw.sample_latents(jax.random.key(0), 2))
+    assert gen.in_space("w")._jitted is gw._jitted
+
+
 def test_parse_layers_ranges_and_presets():
     """START:STOP is a Python slice of the style inputs; GANSpace's names are coarse 0:4,
     middle 4:8, fine 8:; a choice of no input or another form is refused."""

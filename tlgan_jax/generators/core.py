@@ -128,13 +128,25 @@ class Generator:
           w   [N, w_dim]: the mapping's output, used for every style input;
           w+  [N, num_ws·w_dim]: one w per style input, flattened row by row.
         A view's `sample_latents` draws z and maps it; its `canonical_latents` is the
-        identity, so fitting, editing, labelling and traversals work on it unchanged."""
+        identity, so fitting, editing, labelling and traversals work on it unchanged. A view
+        is made once per z generator and space (the same object on every call, so its jitted
+        `apply` compiles once)."""
         self.check_space(space)
         z = self.z_generator
         if space == "z":
             return z
         if space == self.latent_space:
             return self
+        if space not in z._views:
+            z._views[space] = z._make_view(space)
+        return z._views[space]
+
+    @functools.cached_property
+    def _views(self) -> dict[str, Generator]:
+        return {}
+
+    def _make_view(self, space: str) -> Generator:
+        z = self
         ws = z.require_w_space()
         if space == "w":
             def apply(p, w):
