@@ -210,6 +210,8 @@ def test_latent_size_checks_and_bad_files(tmp_path):
         Axes.load(write("pickled.npz", metadata=np.array([{"x": 1}], dtype=object)))
     with pytest.raises(ValueError, match="not valid JSON"):
         Axes.load(write("json.npz", metadata=np.array("{not json")))
+    with pytest.raises(ValueError, match=r"huge\.npz: metadata is not valid JSON"):
+        Axes.load(write("huge.npz", metadata=np.array('{"x": ' + "9" * 5000 + "}")))
     with pytest.raises(ValueError, match="unit vectors"):
         Axes.load(write("scaled.npz", directions=good["directions"] * 3))
     with pytest.raises(ValueError, match="unsupported axes file format"):

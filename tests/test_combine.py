@@ -76,6 +76,8 @@ def test_combine_refuses_bad_specs_with_clear_errors():
      "not a finite number"),
     ({"name": "m", "sources": ["p"] * 100, "mean": [0.0], "std": [1.0], "clip": [None]},
      "'sources' must be"),
+    ({"name": "m", "sources": ["p"], "mean": [10 ** 400], "std": [1.0], "clip": [None]},
+     "not a finite number"),                   # a JSON integer too large for a float
 ])
 def test_stored_combinations_are_checked(entry, why):
     with pytest.raises(ValueError, match=why):

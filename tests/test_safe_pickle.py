@@ -190,3 +190,33 @@ def test_tiny_streams_cannot_make_the_unpickler_allocate(tmp_path, name, payload
     assert r.returncode == 0, r
     assert ("LOADED None" if name == "memo index" else "REFUSED") in r.stdout
     assert r.rss_growth_mib < 32, r
+
+
+@pytest.mark.parametrize("name, payload", [
+    # a million-deep tuple as a dict key / set member: hashing it recursed in C and the
+    # interpreter died with SIGSEGV (1 MB of file)
+    ("deep dict key", b"\x80\x02}N" + b"\x85" * 10 ** 6 + b"Ns."),
+    ("deep set member", b"\x80\x04(N" + b"\x85" * 10 ** 6 + b"\x91."),
+])
+def test_deep_keys_are_refused_before_they_are_hashed(tmp_path, name, payload):
+    path = tmp_path / "deep.pkl"
+    path.write_bytes(payload)
+    r = run_isolated(f"""
+        try:
+            restricted_loads(open({str(path)!r}, "rb").read(), NUMPY_GLOBALS, what="deep.pkl")
+        except UnsafePickleError as e:
+            print("REFUSED", e)
+    """, setup="from tlgan_jax.weights.safe_pickle import *")
+    assert r.returncode == 0, r
+    assert "REFUSED deep.pkl: refusing a tuple as a dict key or set member" in r.stdout
+
+
+def test_plain_keys_and_shallow_tuple_keys_are_read():
+    obj = {"a": 1, 2: frozenset({3, "x"}), ("k", 1): None, b"b": 2.5}
+    assert restricted_loads(pickle.dumps(obj, 4), {}) == obj
+
+
+def test_a_stream_cut_inside_a_fixed_size_operand_is_corrupt():
+    # BININT's 4-byte operand cut after one byte: struct.error, not a ValueError
+    with pytest.raises(CorruptPickleError, match="cut.pkl: the pickle stream is truncated"):
+        restricted_loads(b"\x80\x02J\x01", ALLOWED, what="cut.pkl")

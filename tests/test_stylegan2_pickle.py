@@ -276,6 +276,11 @@ BAD = [
     (_kw("all", fmap_max=64), r"synthesis/4x4/Const/const has shape \(1, 48, 4, 4\), "
                               r"expected \(1, 64, 4, 4\)"),
     (_kw("Gs", mapping_layers=3), r"unexpected \['mapping/Dense3/bias'"),
+    # sizes from the file bound before they size anything (a million mapping layers built
+    # two million expected-variable entries before the file was refused)
+    (_kw("Gs", mapping_layers=10 ** 6), r"mapping_layers must be an integer in \[1, 64\]"),
+    (lambda gs: gs["components"].update({1: None}),
+     r"components must be 'mapping' and 'synthesis', got \['mapping', 'synthesis'\]"),
 ]
 
 
@@ -294,6 +299,19 @@ def test_errors_name_the_file(tmp_path, fake_dnnlib):
     path.write_bytes(fake_dnnlib(states))
     with pytest.raises(StyleGAN2PickleError, match=f"^{path}: architecture"):
         from_network(load_stylegan2_pickle(path))
+
+
+def test_values_from_the_file_are_described_not_copied_into_messages(fake_dnnlib):
+    states = fixture_states()
+    _set("Gs", version="v" * 10 ** 6)(states[2])
+    with pytest.raises(StyleGAN2PickleError, match=r"version 'vvv.*\(1000000 long\)") as e:
+        read(fake_dnnlib(states), what="x.pkl")
+    assert len(str(e.value)) < 300
+    states = fixture_states()
+    _kw("all", architecture="r" * 10 ** 6)(states[2])
+    with pytest.raises(StyleGAN2PickleError, match="architecture 'rrr") as e:
+        read(fake_dnnlib(states), what="x.pkl")
+    assert len(str(e.value)) < 300
 
 
 def test_ignored_runtime_kwargs_are_accepted(fake_dnnlib):

@@ -21,6 +21,7 @@ and `Axes.from_tlgan` / `save_tlgan` (tlgan_jax.weights.peer_axes).
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 from pathlib import Path
@@ -159,7 +160,7 @@ class Axes:
         if len(names) != d.shape[1]:
             raise ValueError(f"Axes: {len(names)} names for {d.shape[1]} directions "
                              f"(directions have shape {d.shape}, one column per name)")
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = sorted(n for n, c in collections.Counter(names).items() if c > 1)
         if dupes:
             raise ValueError(f"Axes: names must be unique, repeated: {dupes}")
         norms = np.linalg.norm(d.astype(np.float64), axis=0)
@@ -213,7 +214,7 @@ class Axes:
         if unknown:
             raise UnknownAxisError(f"{what}: unknown axis name(s) {unknown}; the axes have "
                                    f"{list(self.names)}")
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = sorted(n for n, c in collections.Counter(names).items() if c > 1)
         if dupes:
             raise ValueError(f"{what}: repeated axis name(s) {dupes}")
         return [self.names.index(n) for n in names]
@@ -476,7 +477,7 @@ def _json_object(a: np.ndarray, path: Path, key: str) -> dict:
     """A JSON object stored as a 0-d string; ValueError naming the file otherwise."""
     try:
         value = json.loads(_text(a, path, key))
-    except json.JSONDecodeError as e:
+    except ValueError as e:          # JSONDecodeError, or an integer of too many digits
         raise ValueError(f"{path}: {key} is not valid JSON: {e}") from None
     except RecursionError:
         raise ValueError(f"{path}: {key} is nested too deeply") from None

@@ -17,6 +17,7 @@ axes), and they are the combination's independent judges.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -78,13 +79,21 @@ class Combination:
                 raise bad(f"{name}: {key!r} must be a list of {k} numbers")
             for x in v:
                 ok = (x is None and key == "clip") or (
-                    isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x))
+                    isinstance(x, (int, float)) and not isinstance(x, bool) and _finite(x))
                 if not ok:
                     raise bad(f"{name}: {key!r} holds {x!r}, not a finite number")
             nums[key] = tuple(None if x is None else float(x) for x in v)
         if any(s <= 0 for s in nums["std"]):
             raise bad(f"{name}: 'std' must be positive")
         return cls(name, tuple(sources), nums["mean"], nums["std"], nums["clip"])
+
+
+def _finite(x: int | float) -> bool:
+    """A finite float (a JSON integer too large for a float is not)."""
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:
+        return False
 
 
 def parse_combine(specs: Sequence[str], flag: str = "--combine") -> dict[str, tuple[str, ...]]:

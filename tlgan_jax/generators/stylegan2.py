@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tlgan_jax.generators.core import Generator, WSpace
+from tlgan_jax.weights.safe_pickle import describe
 from tlgan_jax.weights.stylegan2_pickle import StyleGAN2Network, StyleGAN2PickleError, is_constant
 
 MODULATIONS = ("weights", "activations")
@@ -77,15 +78,20 @@ class StyleGAN2Config:
         r = self.resolution
         if not (isinstance(r, int) and 4 <= r <= 2 ** 14 and r & (r - 1) == 0):
             raise ValueError(f"StyleGAN2 resolution must be a power of two in [4, 16384], got {r}")
-        for name in ("num_channels", "latent_size", "dlatent_size", "mapping_layers",
+        if not (isinstance(self.mapping_layers, int) and 1 <= self.mapping_layers <= 64):
+            raise ValueError(f"StyleGAN2 mapping_layers must be an integer in [1, 64] (the "
+                             f"official networks have 8), got {describe(self.mapping_layers)}")
+        for name in ("num_channels", "latent_size", "dlatent_size",
                      "mapping_fmaps", "fmap_base", "fmap_min", "fmap_max"):
             v = getattr(self, name)
             if not (isinstance(v, int) and 1 <= v <= 2 ** 20):
-                raise ValueError(f"StyleGAN2 {name} must be an integer in [1, 2^20], got {v!r}")
+                raise ValueError(f"StyleGAN2 {name} must be an integer in [1, 2^20], got "
+                                 f"{describe(v)}")
         for name in ("mapping_lrmul", "fmap_decay"):
             v = getattr(self, name)
             if not (isinstance(v, float) and math.isfinite(v) and v > 0):
-                raise ValueError(f"StyleGAN2 {name} must be a finite positive float, got {v!r}")
+                raise ValueError(f"StyleGAN2 {name} must be a finite positive float, got "
+                                 f"{describe(v)}")
 
     @property
     def resolution_log2(self) -> int:
@@ -509,14 +515,15 @@ def config_from_kwargs(gs_kwargs: dict, mapping_kwargs: dict, synthesis_kwargs: 
                                        f"settings this reader cannot honour)")
     for key, func in _G_MAIN_FUNCS.items():
         if key in gs_kwargs and not is_constant(gs_kwargs[key], func):
-            raise StyleGAN2PickleError(f"{what}: Gs {key}={gs_kwargs[key]!r}; only {func!r} "
-                                       f"is supported")
+            raise StyleGAN2PickleError(f"{what}: Gs {key}={describe(gs_kwargs[key])}; only "
+                                       f"{func!r} is supported")
     for key in _MUST_BE_FALSE:
         for net, kw in (("Gs", gs_kwargs), ("mapping", mapping_kwargs),
                         ("synthesis", synthesis_kwargs)):
             if key in kw and not is_constant(kw[key], False):
-                raise StyleGAN2PickleError(f"{what}: {net} static_kwargs {key}={kw[key]!r}; "
-                                           f"only inference networks ({key}=False) are supported")
+                raise StyleGAN2PickleError(f"{what}: {net} static_kwargs "
+                                           f"{key}={describe(kw[key])}; only inference "
+                                           f"networks ({key}=False) are supported")
     passed = {k: v for k, v in gs_kwargs.items()
               if k not in _G_MAIN_IGNORED and k not in _G_MAIN_FUNCS}
     m = {**_MAPPING_DEFAULTS, **mapping_kwargs, **passed}
@@ -528,37 +535,37 @@ def config_from_kwargs(gs_kwargs: dict, mapping_kwargs: dict, synthesis_kwargs: 
     def integer(kw, key):
         v = kw[key]
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            fail(f"static_kwargs {key}={v!r} is not an integer")
+            fail(f"static_kwargs {key}={describe(v)} is not an integer")
         return int(v)
 
     def real(kw, key):
         v = kw[key]
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-            fail(f"static_kwargs {key}={v!r} is not a number")
+            fail(f"static_kwargs {key}={describe(v)} is not a number")
         return float(v)
 
     if integer(m, "label_size") != 0 or integer(s, "label_size") != 0:
-        fail(f"conditional StyleGAN2 (label_size={m['label_size']!r}) is not supported; only "
-             f"unconditional networks (label_size 0, e.g. FFHQ) are")
+        fail(f"conditional StyleGAN2 (label_size={describe(m['label_size'])}) is not "
+             f"supported; only unconditional networks (label_size 0, e.g. FFHQ) are")
     if not is_constant(s["architecture"], "skip"):
-        fail(f"architecture {s['architecture']!r} is not supported; only 'skip' (configs e and "
-             f"f, all released StyleGAN2 networks) is")
+        fail(f"architecture {describe(s['architecture'])} is not supported; only 'skip' "
+             f"(configs e and f, all released StyleGAN2 networks) is")
     for kw, key in ((m, "mapping_nonlinearity"), (s, "nonlinearity")):
         if not is_constant(kw[key], "lrelu"):
-            fail(f"{key}={kw[key]!r} is not supported; only 'lrelu'")
+            fail(f"{key}={describe(kw[key])} is not supported; only 'lrelu'")
     for kw in (m, s):
         if not is_constant(kw["dtype"], "float32"):
-            fail(f"dtype {kw['dtype']!r} is not supported; only 'float32'")
+            fail(f"dtype {describe(kw['dtype'])} is not supported; only 'float32'")
     rk = s["resample_kernel"]
     if not (isinstance(rk, (list, tuple)) and len(rk) == 4
             and all(not isinstance(v, bool) and isinstance(v, (int, float)) for v in rk)
             and [float(v) for v in rk] == [1.0, 3.0, 3.0, 1.0]):
-        fail(f"resample_kernel {rk!r} is not supported; only [1, 3, 3, 1]")
+        fail(f"resample_kernel {describe(rk)} is not supported; only [1, 3, 3, 1]")
     if not isinstance(m["normalize_latents"], bool):
-        fail(f"static_kwargs normalize_latents={m['normalize_latents']!r} is not a bool")
+        fail(f"static_kwargs normalize_latents={describe(m['normalize_latents'])} is not a bool")
     if integer(m, "dlatent_size") != integer(s, "dlatent_size"):
-        fail(f"mapping dlatent_size {m['dlatent_size']} != synthesis dlatent_size "
-             f"{s['dlatent_size']}")
+        fail(f"mapping dlatent_size {describe(m['dlatent_size'])} != synthesis dlatent_size "
+             f"{describe(s['dlatent_size'])}")
     try:
         config = StyleGAN2Config(
             resolution=integer(s, "resolution"), num_channels=integer(s, "num_channels"),
@@ -570,8 +577,8 @@ def config_from_kwargs(gs_kwargs: dict, mapping_kwargs: dict, synthesis_kwargs: 
     except ValueError as e:
         raise StyleGAN2PickleError(f"{what}: invalid G_main settings: {e}") from None
     if m["dlatent_broadcast"] is not None and integer(m, "dlatent_broadcast") != config.num_layers:
-        fail(f"mapping dlatent_broadcast {m['dlatent_broadcast']} != the synthesis network's "
-             f"{config.num_layers} style inputs")
+        fail(f"mapping dlatent_broadcast {describe(m['dlatent_broadcast'])} != the synthesis "
+             f"network's {config.num_layers} style inputs")
     return config
 
 

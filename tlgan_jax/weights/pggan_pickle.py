@@ -26,6 +26,7 @@ from tlgan_jax.weights.safe_pickle import (  # noqa: F401
     describe,
     require_regular_file,
     restricted_loads,
+    str_keys,
 )
 
 
@@ -103,8 +104,7 @@ def tflib_variables(raw, what: str, error: type, *, max_bytes: int, net: str = "
 
 def _network(state, what: str, max_bytes: int) -> PgganNetwork:
     if not isinstance(state, dict) or any(k not in state for k in _STATE_KEYS):
-        keys = (sorted(k for k in state if isinstance(k, str))[:16] if isinstance(state, dict)
-                else describe(state))
+        keys = str_keys(state) if isinstance(state, dict) else describe(state)
         raise PgganPickleError(f"{what}: Gs is not a tfutil.Network state (need keys "
                                f"{list(_STATE_KEYS)}, got {keys})")
     if state["build_func_name"] != "G_paper":

@@ -31,6 +31,7 @@ import math
 import os
 import pickle
 import stat
+import struct
 import types
 from typing import Any, Callable, Mapping
 
@@ -79,7 +80,17 @@ def describe(value: Any, limit: int = 60) -> str:
     if isinstance(value, (str, bytes)):
         text = repr(value[:limit])
         return text if len(value) <= limit else f"{text}... ({len(value)} long)"
+    if type(value) is list and len(value) <= 8 and all(
+            type(v) in (bool, float, str) and len(describe(v)) < 24
+            or type(v) is int and abs(v) < 10 ** 18 for v in value):
+        return repr(value)            # e.g. resample_kernel [1, 3, 3, 1]
     return f"a {type(value).__name__}"
+
+
+def str_keys(d: dict, most: int = 16) -> list[str]:
+    """The first `most` string keys of a dict from a file, sorted (for messages: a hostile
+    dict may mix key types, which `sorted` cannot compare, or hold millions)."""
+    return sorted(k for k in d if isinstance(k, str))[:most]
 
 
 def require_regular_file(path, error: type[Exception], kind: str) -> None:
@@ -375,12 +386,43 @@ class RestrictedUnpickler(pickle._Unpickler):
                 f"of this reader, so the file is hostile, corrupt or of an unsupported kind "
                 f"(nothing from it was executed)") from None
 
+    def _plain_keys(self, keys) -> None:
+        """Dict keys and set members must be plain values (or shallow tuples of them):
+        hashing a hostile million-deep tuple recurses in C without a limit and kills the
+        process (SIGSEGV), so such keys are refused before they are hashed."""
+        for k in keys:
+            if not _plain(k, depth=2):
+                raise _error(UnsafePickleError, f"refusing {describe(k)} as a dict key or set "
+                                                f"member: only plain values are read")
+
+    # the opcodes that hash: SETITEM, SETITEMS, DICT (keys), ADDITEMS, FROZENSET (members);
+    # after MARK the items are `self.stack`
+    dispatch = dict(pickle._Unpickler.dispatch)
+    for _op, _keys in ((pickle.SETITEM, lambda self: self.stack[-2:-1]),
+                       (pickle.SETITEMS, lambda self: self.stack[0::2]),
+                       (pickle.DICT, lambda self: self.stack[0::2]),
+                       (pickle.ADDITEMS, lambda self: self.stack),
+                       (pickle.FROZENSET, lambda self: self.stack)):
+        def _checked(self, _load=dispatch[_op[0]], _keys=_keys):
+            self._plain_keys(_keys(self))
+            _load(self)
+        dispatch[_op[0]] = _checked
+    del _op, _keys, _checked
+
     def load(self):
         token = _LOAD.set(_Load(self._what, self._array_bytes))
         try:
             return super().load()
         finally:
             _LOAD.reset(token)
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """str / bytes / int / float / bool / None, or a tuple of such of at most `depth` levels."""
+    if value is None or type(value) in (str, bytes, int, float, bool):
+        return True
+    return (type(value) is tuple and depth > 0 and len(value) <= 64
+            and all(_plain(v, depth - 1) for v in value))
 
 
 class _Stream(io.BytesIO):
@@ -412,6 +454,6 @@ def restricted_loads(data: bytes, allowed: Mapping[tuple[str, str], Any],
     except RecursionError:
         raise CorruptPickleError(f"{what}: the pickle nests objects too deeply") from None
     except (EOFError, pickle.UnpicklingError, ValueError, TypeError, IndexError,
-            KeyError, AttributeError) as e:
+            KeyError, AttributeError, struct.error) as e:
         raise CorruptPickleError(f"{what}: the pickle stream is truncated or corrupt "
                                  f"({type(e).__name__}: {clip(str(e))})") from e

@@ -25,7 +25,9 @@ from tlgan_jax.weights.safe_pickle import (  # noqa: F401
     CorruptPickleError,
     StateHolder,
     UnsafePickleError,
+    describe,
     restricted_loads,
+    str_keys,
 )
 
 NETWORK_CLASS = ("dnnlib.tflib.network", "Network")
@@ -108,7 +110,7 @@ def parse_stylegan2_pickle(data: bytes, what: str = "StyleGAN2 pickle") -> Style
     gs = _state(gs, what, "Gs", "Gs", "G_main")
     comps = gs["components"]
     if not (isinstance(comps, dict) and set(comps) == {"mapping", "synthesis"}):
-        keys = sorted(comps) if isinstance(comps, dict) else type(comps).__name__
+        keys = str_keys(comps) if isinstance(comps, dict) else describe(comps)
         raise StyleGAN2PickleError(f"{what}: Gs components must be 'mapping' and 'synthesis', "
                                    f"got {keys}")
     mapping = _state(comps["mapping"], what, "Gs mapping", "G_mapping", "G_mapping")
@@ -142,18 +144,21 @@ def _state(holder, what: str, net: str, name: str, func: str) -> dict:
     """The checked state dict of one Network (`holder` a StateHolder)."""
     state = holder.state if isinstance(holder, StateHolder) else None
     if not isinstance(state, dict) or any(k not in state for k in _STATE_KEYS):
-        keys = sorted(state) if isinstance(state, dict) else type(state).__name__
+        keys = str_keys(state) if isinstance(state, dict) else describe(state)
         raise StyleGAN2PickleError(f"{what}: {net} is not a dnnlib.tflib Network state (need "
                                    f"keys {list(_STATE_KEYS)}, got {keys})")
     if not is_constant(state["version"], 4):
         raise StyleGAN2PickleError(f"{what}: {net} has Network state version "
-                                   f"{state['version']!r}; StyleGAN2 pickles have version 4")
+                                   f"{describe(state['version'])}; StyleGAN2 pickles have "
+                                   f"version 4")
     if not is_constant(state["build_func_name"], func):
-        raise StyleGAN2PickleError(f"{what}: {net} is built by {state['build_func_name']!r}, "
-                                   f"expected {func!r} (only the official StyleGAN2 G_main with "
-                                   f"G_mapping and G_synthesis_stylegan2 is supported)")
+        raise StyleGAN2PickleError(f"{what}: {net} is built by "
+                                   f"{describe(state['build_func_name'])}, expected {func!r} "
+                                   f"(only the official StyleGAN2 G_main with G_mapping and "
+                                   f"G_synthesis_stylegan2 is supported)")
     if not is_constant(state["name"], name):
-        raise StyleGAN2PickleError(f"{what}: {net} is named {state['name']!r}, expected {name!r}")
+        raise StyleGAN2PickleError(f"{what}: {net} is named {describe(state['name'])}, "
+                                   f"expected {name!r}")
     if not isinstance(state["static_kwargs"], dict) \
             or not all(isinstance(k, str) for k in state["static_kwargs"]):
         raise StyleGAN2PickleError(f"{what}: {net} static_kwargs is not a dict of keywords")
