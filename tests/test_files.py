@@ -1,12 +1,23 @@
-"""files.py: whole files or none, the lock, JSON-able data."""
+"""files.py: whole files or none, the lock, JSON-able data, .npz members read safely."""
+import io
 import json
 import threading
 import time
+import zipfile
 
 import numpy as np
 import pytest
 
-from tlgan_jax.files import atomic_open, atomic_write, file_lock, jsonable, write_json, write_npz
+from tlgan_jax.files import (
+    NpzError,
+    atomic_open,
+    atomic_write,
+    file_lock,
+    jsonable,
+    read_npz,
+    write_json,
+    write_npz,
+)
 
 
 def test_atomic_writes_replace_whole_files_and_leave_nothing_on_error(tmp_path):
@@ -50,3 +61,32 @@ def test_jsonable_plain_data():
     import jax.numpy as jnp
     assert jsonable({1: jnp.arange(2), "p": [np.int64(3), float("inf")]}) == {
         "1": [0, 1], "p": [3, None]}
+
+
+def _npz_with(path, member: bytes, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression) as zf:
+        zf.writestr("x.npy", member)
+    return path
+
+
+def _npy(shape, descr="<f4", body=b"\0" * 24):
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False,
+                                               "shape": shape})
+    return buf.getvalue() + body
+
+
+def test_read_npz_refuses_members_it_cannot_bound(tmp_path):
+    good = io.BytesIO()
+    np.save(good, np.arange(6, dtype=np.float32))
+    assert read_npz(_npz_with(tmp_path / "ok.npz", good.getvalue()), {"x": 1000})["x"][5] == 5
+    # bz2 / lzma: zipfile inflates them without an output bound
+    with pytest.raises(NpzError, match=r"bz2\.npz: member x\.npy is compressed with zip "
+                                       r"method 12"):
+        read_npz(_npz_with(tmp_path / "bz2.npz", good.getvalue(), zipfile.ZIP_BZIP2),
+                 {"x": 1000})
+    # a header whose negative sizes multiply to the right byte count, or an empty dtype
+    for name, member in (("neg", _npy((-2, -3))), ("void", _npy((6,), "|V0", b""))):
+        with pytest.raises(NpzError, match=rf"{name}\.npz: member x\.npy is not a valid "
+                                           rf"\.npy array: its header declares shape"):
+            read_npz(_npz_with(tmp_path / f"{name}.npz", member), {"x": 1000})

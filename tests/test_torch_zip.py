@@ -325,3 +325,29 @@ def test_storage_stand_ins_are_fresh_and_read_only_per_load(tmp_path):
     with pytest.raises(UnsafePickleError, match="read-only"):
         a[("torch", "FloatStorage")].dtype = np.dtype("f2")
     assert a[("torch", "FloatStorage")].dtype == np.float32
+
+
+def test_records_zipfile_would_inflate_without_bound_are_refused(tmp_path):
+    """bz2 / lzma members are inflated by zipfile with no output limit (a 372-byte .pt took
+    601 MiB): only stored and deflate records, which torch.save writes, are read."""
+    path = tmp_path / "bz2.pt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_BZIP2) as zf:
+        zf.writestr("archive/data.pkl", dumps(sample_tree()))
+        zf.writestr("archive/byteorder", b"little")
+    with pytest.raises(TorchCheckpointError, match=r"record 'archive/\w+' is compressed with "
+                                                   r"zip method 12; only stored and deflate"):
+        load_torch_zip(path)
+
+
+def test_a_record_claiming_more_compressed_bytes_than_the_file_is_refused(tmp_path):
+    """zipfile reads a stored record's compress_size in one call: a 2 GiB claim in a tiny
+    file was a 1 GiB allocation."""
+    raw = bytearray(write_zip(tmp_path / "ok.pt", dumps(sample_tree()),
+                              sample_storages()).read_bytes())
+    central = raw.index(b"PK\x01\x02")                  # the first record's central entry
+    raw[central + 20:central + 24] = (0x7FFFFFFF).to_bytes(4, "little")
+    path = tmp_path / "claim.pt"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(TorchCheckpointError, match="claims 2147483647 compressed bytes, more "
+                                                   "than the whole archive"):
+        load_torch_zip(path)

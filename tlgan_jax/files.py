@@ -205,6 +205,21 @@ class DirectoryLock:
         self.release()
 
 
+def zip_member_problem(info: zipfile.ZipInfo, archive_size: int) -> str | None:
+    """Why a zip member of a file from outside must not be read, or None. Only stored and
+    deflate members (all that np.savez and torch.save write) are read: zipfile inflates bz2
+    and lzma members without an output bound, so a few hundred bytes could take GBs; and no
+    member may claim more compressed bytes than the whole archive has (zipfile reads that
+    many at once)."""
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        return (f"is compressed with zip method {info.compress_type}; only stored and deflate "
+                f"members are read (NumPy and PyTorch write no other)")
+    if info.compress_size > archive_size:
+        return (f"claims {info.compress_size} compressed bytes, more than the whole archive "
+                f"({archive_size})")
+    return None
+
+
 def read_npz(path: str | Path, limits: Mapping[str, int], *, what: str = "an .npz file",
              required: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
     """Read the members `limits` names (key -> the most bytes its .npy may hold) from an
@@ -239,7 +254,8 @@ def read_npz(path: str | Path, limits: Mapping[str, int], *, what: str = "an .np
                 missing = [k for k in required if f"{k}.npy" not in members]
                 if missing:
                     raise NpzError(path, f"not {what}: missing key(s) {missing}")
-                return {k: _read_member(archive, members[f"{k}.npy"], limit, path)
+                size = os.fstat(f.fileno()).st_size
+                return {k: _read_member(archive, members[f"{k}.npy"], limit, path, size)
                         for k, limit in limits.items() if f"{k}.npy" in members}
     except NpzError:
         raise
@@ -248,11 +264,14 @@ def read_npz(path: str | Path, limits: Mapping[str, int], *, what: str = "an .np
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int,
-                 path: Path) -> np.ndarray:
+                 path: Path, archive_size: int) -> np.ndarray:
     name = info.filename
     if info.file_size > limit:
         raise NpzError(path, f"member {name} holds {info.file_size} bytes; at most {limit} "
                              f"are expected")
+    problem = zip_member_problem(info, archive_size)
+    if problem:
+        raise NpzError(path, f"member {name} {problem}")
     try:
         with archive.open(info) as fp:
             header = fp.read(min(info.file_size, 65536 + 16))
@@ -267,14 +286,14 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int,
             if dtype.hasobject:
                 raise NpzError(path, f"member {name} holds Python objects (pickled data), "
                                      f"which are never read", pickled=True)
+            if any(n < 0 for n in shape) or dtype.itemsize == 0:
+                raise ValueError(f"its header declares shape {shape} of {dtype}")
             offset = stream.tell()
             nbytes = math.prod(shape) * dtype.itemsize
             if offset + nbytes != info.file_size:
                 raise ValueError(f"its header declares shape {shape} of {dtype} "
                                  f"({nbytes} bytes) but it holds {info.file_size - offset}")
             data = header[offset:] + fp.read(nbytes - (len(header) - offset))
-            if fp.read(1):
-                raise ValueError("it holds more data than its size says")
     except NpzError:
         raise
     except (ValueError, zipfile.BadZipFile, zlib.error, EOFError, OSError,

@@ -33,6 +33,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+from tlgan_jax.files import zip_member_problem
 from tlgan_jax.weights.safe_pickle import (
     Inert,
     InertFunction,
@@ -177,6 +178,9 @@ def _read_record(zf: zipfile.ZipFile, name: str, file_size: int, path) -> bytes:
     if info.file_size > file_size:
         raise TorchCheckpointError(f"{path}: record {name!r} claims {info.file_size} bytes, "
                                    f"more than the whole file ({file_size})")
+    problem = zip_member_problem(info, file_size)
+    if problem:
+        raise TorchCheckpointError(f"{path}: record {name!r} {problem}")
     raw = zf.read(info)
     if len(raw) != info.file_size:
         raise TorchCheckpointError(f"{path}: record {name!r} holds {len(raw)} bytes, its "
