@@ -102,16 +102,7 @@ def discover_axes(gen: Generator, extractors: Sequence[Any], workdir: str | Path
     t = time.perf_counter()
     key = jax.random.fold_in(jax.random.key(cfg.seed), 1_000_003)  # disjoint from sample shards
     z_eval = np.asarray(gen.canonical_latents(gen.sample_latents(key, cfg.eval_faces)))
-    if judges or descriptor is not None:
-        extra = list(judges) + ([descriptor.as_extractor()] if descriptor is not None else [])
-        evaluator = Sampler(gen, list(sampler.extractors) + extra, batch_size=cfg.batch_size)
-    elif gen is not gen_z:
-        evaluator = Sampler(gen, list(sampler.extractors), batch_size=cfg.batch_size)
-    else:
-        evaluator = sampler
-    if groups is None:
-        from tlgan_jax.extractors import EQUIVALENT_ATTRIBUTES
-        groups = EQUIVALENT_ATTRIBUTES
+    evaluator = edit_evaluator(gen, sampler, judges, descriptor, cfg.batch_size)
     with tqdm(total=cfg.eval_faces * (1 + 4 * len(axes.names)), desc="evaluating edits",
               unit="faces", disable=not cfg.progress) as bar:
         label, scored = combined_label(_counting(evaluator.label, bar, 4 * evaluator.batch_size),
@@ -212,6 +203,17 @@ def _version() -> str:
         return "unknown"
 
 
+def edit_evaluator(gen: Generator, sampler: Sampler, judges: Sequence[Any] = (),
+                   descriptor: Any = None, batch_size: int = 256) -> Sampler:
+    """The labeller that re-scores edited faces: the sampler's extractors, then the judges'
+    and the descriptor's columns, on `gen` (the latent space edits are made in); the sampler
+    itself when that adds nothing."""
+    extra = list(judges) + ([descriptor.as_extractor()] if descriptor is not None else [])
+    if not extra and gen is sampler.gen:
+        return sampler
+    return Sampler(gen, list(sampler.extractors) + extra, batch_size=batch_size)
+
+
 def judges_to_load(spec: Sequence[str], extractor_names: Sequence[str]) -> tuple[str, ...]:
     """Extractor names for discover_axes.py's --judges: "none" -> none, "auto" -> every
     embedded family that defined no axis (`extractors.default_judges`), else the names given."""
@@ -226,11 +228,10 @@ def relevant_judges(judges: Sequence[Any], extractors: Sequence[Any],
                     spec: Sequence[str]) -> list:
     """With --judges=auto, only the judges that score the concept of some attribute of the
     `extractors` (`extractors.EQUIVALENT_ATTRIBUTES`); judges named explicitly are all kept."""
-    from tlgan_jax.extractors import EQUIVALENT_ATTRIBUTES
     if tuple(spec) != ("auto",):
         return list(judges)
     names = [a for e in extractors for a in e.attributes]
-    return [j for j in judges if judges_for(names, j.attributes, EQUIVALENT_ATTRIBUTES)]
+    return [j for j in judges if judges_for(names, j.attributes)]
 
 
 def write_traversals(gen: Generator, axes: Axes, z, out_dir: str | Path,

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tlgan_jax.axes import Axes, orthogonal_to_others
-from tlgan_jax.extractors import descriptor_distance
+from tlgan_jax.extractors import EQUIVALENT_ATTRIBUTES, descriptor_distance
 from tlgan_jax.generators import Generator
 
 
@@ -259,10 +259,38 @@ def edit_effects(y0: np.ndarray, y_plus: np.ndarray, y_minus: np.ndarray, cols: 
     return up, down, ent
 
 
+def judged_effects(y0: np.ndarray, y_plus: np.ndarray, y_minus: np.ndarray,
+                   judges: Mapping[int, Sequence[int]]
+                   ) -> dict[int, dict[int, tuple[float, float]]]:
+    """{edit j: {column b: (success_up, success_down)}}: edit j (a row of y_plus / y_minus
+    [k, N, m]) judged on the score column b of another net (module doc)."""
+    out: dict[int, dict[int, tuple[float, float]]] = {}
+    for j, cols in judges.items():
+        for b in cols:
+            up, down, _ = edit_effects(y0, y_plus[j:j + 1], y_minus[j:j + 1], [b])
+            out.setdefault(j, {})[b] = (float(up[0]), float(down[0]))
+    return out
+
+
+def identity_effects(y0: np.ndarray, y_plus: np.ndarray, y_minus: np.ndarray,
+                     dcols: Sequence[int], threshold: float, step: float
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kept_up [k], kept_down [k], distance_per_unit [k]) from the descriptor columns
+    `dcols` of the unedited scores y0 [N, m] and the edited y_plus / y_minus [k, N, m]."""
+    dcols = list(dcols)
+    d0 = np.asarray(y0)[None, :, dcols]
+    dist_up = np.asarray(descriptor_distance(y_plus[..., dcols], d0))       # [k, N]
+    dist_down = np.asarray(descriptor_distance(y_minus[..., dcols], d0))
+    return (np.mean(dist_up < threshold, axis=1), np.mean(dist_down < threshold, axis=1),
+            np.mean(dist_up + dist_down, axis=1) / (2 * float(step)))
+
+
 def judges_for(names: Sequence[str], scored: Sequence[str],
-               groups: Sequence[Sequence[str]]) -> dict[str, tuple[str, ...]]:
+               groups: Sequence[Sequence[str]] | None = None) -> dict[str, tuple[str, ...]]:
     """For each axis in `names`: the other attributes of its group (same concept scored by
-    another net) that are among `scored`. groups: e.g. (("male", "fa_male"), ("age", "fa_age"))."""
+    another net) that are among `scored`. groups: e.g. (("male", "fa_male"), ("age", "fa_age"));
+    default `extractors.EQUIVALENT_ATTRIBUTES` (the embedded families)."""
+    groups = EQUIVALENT_ATTRIBUTES if groups is None else groups
     out = {}
     for a in names:
         for g in groups:
@@ -309,20 +337,13 @@ def edit_report(label: Label, scored: Sequence[str], z: np.ndarray, axes: Axes,
     attrs = tuple(scored[i] for i in acols)
     y0a, ypa, yma = np.asarray(y0)[:, acols], y_plus[..., acols], y_minus[..., acols]
     up, down, ent = edit_effects(y0a, ypa, yma, [attrs.index(a) for a in names])
-    judged: dict[str, dict[str, tuple[float, float]]] = {}
-    for j, a in enumerate(names):
-        for b in (judges or {}).get(a, ()):
-            u, v, _ = edit_effects(y0a, ypa[j:j + 1], yma[j:j + 1], [attrs.index(b)])
-            judged.setdefault(a, {})[b] = (float(u[0]), float(v[0]))
+    by_row = judged_effects(y0a, ypa, yma, {j: [attrs.index(b) for b in (judges or {})[a]]
+                                            for j, a in enumerate(names) if (judges or {}).get(a)})
+    judged = {names[j]: {attrs[b]: v for b, v in row.items()} for j, row in by_row.items()}
     report = EditReport(names, attrs, float(step), up, down, ent, bool(lock_others), judged)
     if not descriptor:
         return report
-    d0 = np.asarray(y0)[None, :, dcols]
-    dist_up = np.asarray(descriptor_distance(y_plus[..., dcols], d0))       # [k, N]
-    dist_down = np.asarray(descriptor_distance(y_minus[..., dcols], d0))
     thr = float(descriptor[1])
-    return dataclasses.replace(
-        report, identity_kept_up=np.mean(dist_up < thr, axis=1),
-        identity_kept_down=np.mean(dist_down < thr, axis=1),
-        identity_distance=np.mean(dist_up + dist_down, axis=1) / (2 * float(step)),
-        identity_threshold=thr)
+    kept_up, kept_down, per_unit = identity_effects(y0, y_plus, y_minus, dcols, thr, step)
+    return dataclasses.replace(report, identity_kept_up=kept_up, identity_kept_down=kept_down,
+                               identity_distance=per_unit, identity_threshold=thr)

@@ -58,8 +58,14 @@ from tlgan_jax import metrics
 from tlgan_jax.axes import orthogonal_to_others
 from tlgan_jax.bench import machine, reports
 from tlgan_jax.bench.reports import write_reports
-from tlgan_jax.editing import edit_effects, judges_for, scores_after_edits
-from tlgan_jax.extractors import EQUIVALENT_ATTRIBUTES, descriptor_distance
+from tlgan_jax.discover import edit_evaluator
+from tlgan_jax.editing import (
+    edit_effects,
+    identity_effects,
+    judged_effects,
+    judges_for,
+    scores_after_edits,
+)
 from tlgan_jax.files import write_json
 from tlgan_jax.fit import METHODS, UNSUPERVISED, clip_logits, fit_axes, method_targets
 from tlgan_jax.fit import unsupervised as un
@@ -229,19 +235,12 @@ class EditScorer:
         out = {"success_up": up[:k], "success_down": down[:k], "entanglement": ent[:k],
                "entanglement_locked": ent_locked}
         if self.judges:
-            out["judged"] = {a: {b: edit_effects(self.y0, y_plus[a:a + 1], y_minus[a:a + 1],
-                                                 [b])[:2] for b in bs}
-                             for a, bs in self.judges.items()}
-            out["judged"] = {a: {b: (float(u[0]), float(v[0])) for b, (u, v) in j.items()}
-                             for a, j in out["judged"].items()}
+            out["judged"] = judged_effects(self.y0, y_plus, y_minus, self.judges)
         if self.descriptor:
-            dcols, thr = list(self.descriptor[0]), float(self.descriptor[1])
-            d0 = self.y0[None, :, dcols]
-            dist_up = np.asarray(descriptor_distance(y_plus[:k][..., dcols], d0))   # [k, N]
-            dist_down = np.asarray(descriptor_distance(y_minus[:k][..., dcols], d0))
-            out.update(identity_kept_up=np.mean(dist_up < thr, axis=1),
-                       identity_kept_down=np.mean(dist_down < thr, axis=1),
-                       distance_per_unit=np.mean(dist_up + dist_down, axis=1) / (2 * self.step))
+            out.update(zip(("identity_kept_up", "identity_kept_down", "distance_per_unit"),
+                           identity_effects(self.y0, y_plus[:k], y_minus[:k],
+                                            self.descriptor[0], self.descriptor[1],
+                                            self.step)))
         return out
 
 
@@ -460,12 +459,9 @@ def benchmark_axis_quality(gen, extractors: Sequence[Any], workdir: str | Path,
     opts = unsupervised_candidates(gen, cfg)
     candidates_s = time.perf_counter() - t
 
-    evaluator, judge_map = sampler, {}
-    if judges or descriptor is not None:
-        extra = list(judges) + ([descriptor.as_extractor()] if descriptor is not None else [])
-        evaluator = Sampler(gen, list(sampler.extractors) + extra, batch_size=cfg.batch_size)
-        judge_map = judges_for(data.names, evaluator.names,
-                               EQUIVALENT_ATTRIBUTES if groups is None else groups)
+    evaluator = edit_evaluator(gen, sampler, judges, descriptor, cfg.batch_size)
+    judge_map = judges_for(data.names, evaluator.names, groups) if evaluator is not sampler \
+        else {}
     judge_names = list(dict.fromkeys(b for bs in judge_map.values() for b in bs))
     columns = reports.csv_columns(judge_names, descriptor is not None)
 

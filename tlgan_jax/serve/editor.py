@@ -58,7 +58,6 @@ from tlgan_jax.editing import (
     to_wplus,
 )
 from tlgan_jax.extractors import (
-    EQUIVALENT_ATTRIBUTES,
     Extractor,
     FaceDescriptor,
     descriptor_distance,
@@ -136,7 +135,7 @@ class Editor:
         self.score_meaning.update({c.name: f"mean of the standardised {', '.join(c.sources)}"
                                    for c in self.combos})
         # {attribute: the same concept scored by other nets} (independent judges)
-        self.judged = {**judges_for(self.attributes, self.score_names, EQUIVALENT_ATTRIBUTES),
+        self.judged = {**judges_for(self.attributes, self.score_names),
                        **combination_judges(self.combos, self.score_names)}
         self._d0: collections.OrderedDict[tuple, np.ndarray] = collections.OrderedDict()
         self._d0_lock = threading.Lock()
