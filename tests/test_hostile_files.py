@@ -355,7 +355,8 @@ def test_a_shard_of_the_old_format_is_not_trusted(tmp_path, caplog):
     np.testing.assert_array_equal(again.y, clean.y)
 
 
-@pytest.mark.parametrize("content", [b"", b"{not json", b"[1, 2]", b"\xff\xfe"])
+@pytest.mark.parametrize("content", [b"", b"{not json", b"[1, 2]", b"\xff\xfe",
+                                     b'{"num": ' + b"9" * 5000 + b"}"])   # int over the limit
 def test_a_damaged_manifest_is_a_named_error(tmp_path, content):
     _run(tmp_path, seed=0)
     (tmp_path / "manifest.json").write_bytes(content)

@@ -20,14 +20,20 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 from absl import logging
 
-from tlgan_jax.files import DirectoryLock, NpzError, atomic_write, create_exclusive, read_npz
+from tlgan_jax.files import (
+    DirectoryLock,
+    NpzError,
+    create_exclusive,
+    read_npz,
+    write_json,
+    write_npz,
+)
 
 MANIFEST = "manifest.json"
 SHARD_FORMAT = "tlgan_jax.shard/2"
@@ -85,7 +91,7 @@ def read_manifest(path: Path) -> dict:
             raise ShardStoreError(f"{path} is {size} bytes, too large for a manifest; the "
                                   f"directory is not a sampling run: use another directory")
         meta = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:   # JSONDecodeError, bad UTF-8, huge ints
         raise ShardStoreError(f"{path} is empty or damaged (not a JSON manifest: {e}); "
                               f"delete the run directory or use another one") from None
     except OSError as e:
@@ -162,7 +168,7 @@ class ShardStore:
                          "(seed %s, shard size %d), so its complete shards are reused",
                          self.root, old.get("num"), meta["num"], meta["seed"],
                          meta["shard_size"])
-            atomic_write(path, json.dumps(dict(meta, complete=False), indent=1).encode())
+            write_json(path, dict(meta, complete=False))
 
     def close(self) -> None:
         """Release the writer lock (idempotent)."""
@@ -199,9 +205,11 @@ class ShardStore:
             f = read_npz(p, limits, what="a shard", required=("z", "y"))
         except (NpzError, FileNotFoundError) as e:
             raise ShardStoreError(f"shard {p} is unreadable ({e})") from None
-        if "run" not in f or "checksum" not in f or "shard" not in f:
+        if "run" not in f or "checksum" not in f or "shard" not in f \
+                or "format" not in f or str(f["format"]) != SHARD_FORMAT:
             raise ShardStoreError(f"shard {p} was written by an older version of tlgan_jax "
-                                  f"(no run hash or checksum), so it is not trusted")
+                                  f"(another shard format, or no run hash or checksum), so it "
+                                  f"is not trusted")
         if f["run"].shape != () or str(f["run"]) != self.hash:
             raise ShardStoreError(f"shard {p} belongs to another run (its run hash is not "
                                   f"this configuration's)")
@@ -218,10 +226,8 @@ class ShardStore:
 
     def write(self, i: int, z: np.ndarray, y: np.ndarray) -> None:
         z, y = np.asarray(z, np.float32), np.asarray(y, np.float32)
-        buf = io.BytesIO()
-        np.savez(buf, z=z, y=y, format=np.array(SHARD_FORMAT), run=np.array(self.hash),
-                 shard=np.array(i, np.int64), checksum=np.array(data_checksum(z, y)))
-        atomic_write(self.path(i), buf.getvalue())
+        write_npz(self.path(i), z=z, y=y, format=np.array(SHARD_FORMAT), run=np.array(self.hash),
+                  shard=np.array(i, np.int64), checksum=np.array(data_checksum(z, y)))
 
     def finish(self) -> None:
         """Wait for every process, then (process 0) mark the run complete in the manifest."""
@@ -236,7 +242,7 @@ class ShardStore:
                 raise ShardStoreError(f"{self.root}: shards {missing[:10]} are missing at the end")
             manifest = dict(self.meta, complete=True,
                             shards=[self.path(i).name for i in range(n)])
-            atomic_write(self.root / MANIFEST, json.dumps(manifest, indent=1).encode())
+            write_json(self.root / MANIFEST, manifest)
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
             multihost_utils.sync_global_devices("tlgan_jax.store.finished")
