@@ -109,10 +109,11 @@ def judges_flag() -> Any:
                 "face-api), none, or names as for --extractors.", nonempty=True)
 
 
-def identity_flag(default: str = "faceapi") -> Any:
+def identity_flag(default: str = "faceapi",
+                  help: str = "Face descriptor for the identity-kept figures (faceapi), or "
+                              "none.") -> Any:
     """The --identity field of the jobs that score edits: a face descriptor or none."""
-    return flag(default, "Face descriptor for the identity-kept figures (faceapi), or none.",
-                choices=("faceapi", "none"))
+    return flag(default, help, choices=("faceapi", "none"))
 
 
 def _show(value: Any) -> str:

@@ -38,6 +38,7 @@ from tlgan_jax.combine import (
     parse_combine,
 )
 from tlgan_jax.editing import edit_directions, edit_report, judges_for, render_traversal
+from tlgan_jax.extractors import as_extractor
 from tlgan_jax.files import atomic_write, file_lock, write_json
 from tlgan_jax.fit import fit_axes_in, method_targets
 from tlgan_jax.generators import Generator
@@ -179,8 +180,8 @@ def default_axes(gen: Generator, extractors: Sequence[Any], *, num_samples: int 
     generator, extractor names, method, sample count, seed, logit clip, shard size and the
     package version; only the first call samples and fits (under a file lock)."""
     cfg = DiscoverConfig(num_samples=num_samples, seed=seed, method=method, progress=progress)
-    sampler = Sampler(gen, extractors, batch_size=cfg.batch_size)
-    key = {"generator": gen.name, "extractors": [e.name for e in sampler.extractors],
+    extractors = [as_extractor(e, gen.resolution) for e in extractors]
+    key = {"generator": gen.name, "extractors": [e.name for e in extractors],
            "method": cfg.method, "num_samples": cfg.num_samples, "seed": cfg.seed,
            "logit_clip": cfg.logit_clip, "shard_size": cfg.shard_size, "version": _version()}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -189,6 +190,7 @@ def default_axes(gen: Generator, extractors: Sequence[Any], *, num_samples: int 
     with file_lock(path):
         if path.is_file():
             return Axes.load(path, gen.latent_dim, gen.name)
+        sampler = Sampler(gen, extractors, batch_size=cfg.batch_size)    # only on a miss
         samples = sampler.run(cfg.seed, cfg.num_samples, shard_size=cfg.shard_size,
                               progress=cfg.progress)
         axes = fit_samples(sampler, samples, cfg).with_metadata(default_axes=key)

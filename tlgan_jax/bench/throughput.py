@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tlgan_jax.bench.machine import cpu_model, load_average, load_caveat, machine_info  # noqa: F401
+from tlgan_jax.bench.machine import load_average, load_caveat, machine_info
 from tlgan_jax.extractors import Extractor, load_extractor
 from tlgan_jax.files import write_json
 from tlgan_jax.generators import Generator, load_generator

@@ -59,11 +59,11 @@ class EditorConfig:
     feature_weight: float = cli.flag(InversionConfig.feature_weight, "Weight of the "
                                      "extractor-score loss in the inversion.", min=0)
     max_upload_mb: float = cli.flag(10.0, "Largest photo upload in MB.", gt=0)
-    identity: str = cli.flag("none", "Face descriptor for a live identity figure under the face "
-                             "(descriptor distance of the edited to the unedited face and "
-                             "whether it stays under the same-person threshold): faceapi, or "
-                             "none. Each render then also draws the unedited face.",
-                             choices=("faceapi", "none"))
+    identity: str = cli.identity_flag("none", "Face descriptor for a live identity figure "
+                                      "under the face (descriptor distance of the edited to "
+                                      "the unedited face and whether it stays under the "
+                                      "same-person threshold): faceapi, or none. The unedited "
+                                      "face is drawn once per face.")
     invert_queue: int = cli.flag(Limits.invert_queue, "Uploads that may wait behind the one "
                                  "being inverted; more get 503.", min=0)
     no_warm_invert: bool = cli.flag(False, "Do not compile the inversion at start (the first "
