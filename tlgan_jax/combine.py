@@ -212,7 +212,7 @@ def combined_label(label: Callable[[np.ndarray], np.ndarray], scored: Sequence[s
     scored = tuple(scored)
     if not combos:
         return label, scored
-    names = apply_combinations(np.zeros((0, len(scored)), np.float32), scored, combos)[1]
+    names = scored + tuple(c.name for c in combos)
 
     def label2(z):
         return apply_combinations(np.asarray(label(z)), scored, combos)[0]

@@ -62,9 +62,6 @@ def edit_latents(gen: Generator, z, axes: Axes, amounts: Mapping[str, float],
     result is then w+ latents [N, num_ws·w_dim], to render with `gen.in_space("w+")`."""
     axes.check_generator(gen)
     z = gen.check_latents(z)
-    if layers is not None:
-        delta = edit_latents(gen, jnp.zeros_like(z), axes, amounts, lock)   # Σ t_a n_a
-        return to_wplus(gen, z) + layer_direction(gen, delta, layers)
     names = list(amounts)
     unknown = [n for n in names if n not in axes.names]
     if unknown:
@@ -74,8 +71,10 @@ def edit_latents(gen: Generator, z, axes: Axes, amounts: Mapping[str, float],
         raise ValueError(f"edit amounts must be finite, got {dict(amounts)}")
     if lock and set(lock) & set(names):
         raise ValueError(f"cannot both move and lock {sorted(set(lock) & set(names))}")
-    dirs = edit_directions(axes, names, lock)
-    return gen.canonical_latents(z) + jnp.asarray(t) @ dirs.T
+    delta = jnp.asarray(t) @ edit_directions(axes, names, lock).T        # Σ t_a n_a
+    if layers is not None:
+        return to_wplus(gen, z) + layer_direction(gen, delta, layers)
+    return gen.canonical_latents(z) + delta
 
 
 def to_wplus(gen: Generator, latents) -> jax.Array:
@@ -87,7 +86,7 @@ def to_wplus(gen: Generator, latents) -> jax.Array:
     if gen.latent_space == "w+":
         return latents
     ws = gen.require_w_space()
-    return ws.broadcast(latents).reshape(latents.shape[0], ws.num_ws * ws.w_dim)
+    return ws.broadcast_flat(latents)
 
 
 def layer_direction(gen: Generator, direction, layers: Sequence[int]) -> jax.Array:

@@ -52,6 +52,10 @@ class WSpace:
         """w [N, w_dim] -> w+ [N, num_ws, w_dim] (every style input the same w)."""
         return jnp.broadcast_to(w[:, None, :], (w.shape[0], self.num_ws, w.shape[-1]))
 
+    def broadcast_flat(self, w) -> jax.Array:
+        """w [N, w_dim] -> w+ flattened row by row, [N, num_ws·w_dim] (the W+ view's input)."""
+        return self.broadcast(w).reshape(w.shape[0], self.num_ws * self.w_dim)
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Generator:
@@ -186,7 +190,7 @@ class Generator:
             if z.shape[0] else jnp.zeros((0, ws.w_dim), jnp.float32)
         if space == "w":
             return w
-        return ws.broadcast(w).reshape(w.shape[0], ws.num_ws * ws.w_dim)
+        return ws.broadcast_flat(w)
 
     @functools.cached_property
     def _jitted(self):
