@@ -205,6 +205,18 @@ class DirectoryLock:
         self.release()
 
 
+def read_npy_header(stream: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran order, dtype) of the .npy at `stream` (versions 1.0 to 3.0; the stream is
+    left at the data). NumPy's parser raises several exception kinds on bad input; callers
+    catch Exception and name the file."""
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(stream)
+    if version in ((2, 0), (3, 0)):
+        return np.lib.format.read_array_header_2_0(stream)
+    raise ValueError(f"unsupported .npy version {version}")
+
+
 def zip_member_problem(info: zipfile.ZipInfo, archive_size: int) -> str | None:
     """Why a zip member of a file from outside must not be read, or None. Only stored and
     deflate members (all that np.savez and torch.save write) are read: zipfile inflates bz2
@@ -276,13 +288,7 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int,
         with archive.open(info) as fp:
             header = fp.read(min(info.file_size, 65536 + 16))
             stream = io.BytesIO(header)
-            version = np.lib.format.read_magic(stream)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-            elif version in ((2, 0), (3, 0)):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-            else:
-                raise ValueError(f"unsupported .npy version {version}")
+            shape, fortran, dtype = read_npy_header(stream)
             if dtype.hasobject:
                 raise NpzError(path, f"member {name} holds Python objects (pickled data), "
                                      f"which are never read", pickled=True)

@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tlgan_jax.files import read_npy_header
 from tlgan_jax.weights.safe_pickle import NUMPY_GLOBALS, as_array, restricted_loads
 
 try:  # NumPy 2
@@ -32,8 +33,6 @@ except ImportError:  # pragma: no cover - NumPy 1
     from numpy.core import multiarray as _multiarray
 
 MAX_DIRECTION_BYTES = 1 << 30          # no direction file of ours or theirs comes close
-# NumPy arrays and scalars only: the tflib readers' list without its Network class
-_NUMPY_ONLY = NUMPY_GLOBALS
 
 
 class PeerAxesError(ValueError):
@@ -60,13 +59,7 @@ def read_interfacegan_boundary(path: str | os.PathLike) -> np.ndarray:
     data = _read_regular(path, what)
     f = io.BytesIO(data)
     try:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
+        shape, fortran, dtype = read_npy_header(f)
     except Exception as e:          # NumPy's header parser raises several kinds on bad input
         raise PeerAxesError(f"{path}: not an {what}: {type(e).__name__}: {e}") from None
     if dtype.kind != "f" or dtype.hasobject or len(shape) not in (1, 2) or \
@@ -95,7 +88,7 @@ def read_tlgan_directions(path: str | os.PathLike) -> tuple[np.ndarray, list[str
     """A TL-GAN feature_direction_*.pkl -> (directions [d, k] float32, k names)."""
     what = "TL-GAN feature-direction pickle"
     data = _read_regular(path, what)
-    obj = restricted_loads(data, _NUMPY_ONLY, what=os.fspath(path))
+    obj = restricted_loads(data, NUMPY_GLOBALS, what=os.fspath(path))
     if not isinstance(obj, dict) or "direction" not in obj or "name" not in obj:
         kind = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
         raise PeerAxesError(f"{path}: expected TL-GAN's dict {{'direction': [d, k] array, "
@@ -106,8 +99,6 @@ def read_tlgan_directions(path: str | os.PathLike) -> tuple[np.ndarray, list[str
         raise PeerAxesError(f"{path}: 'direction' must be a float array [d, k], got "
                             f"{type(direction).__name__} {getattr(array, 'shape', '')}")
     direction = array
-    if isinstance(names, np.ndarray) and names.dtype.kind == "U" and names.ndim == 1:
-        names = names.tolist()
     if not (isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names)):
         raise PeerAxesError(f"{path}: 'name' must be a list of strings")
     if len(names) != direction.shape[1]:
