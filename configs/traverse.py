@@ -2,7 +2,6 @@
 import dataclasses
 
 from tlgan_jax import cli
-from tlgan_jax.axes import models_named_by_axes
 from tlgan_jax.editing import parse_layers
 from tlgan_jax.generators import is_stylegan2
 
@@ -32,11 +31,7 @@ class Config:
     def generator_name(self, axes) -> str:
         """--generator, else the built-in generator the axes name (an axes file never chooses
         a file to open), else the embedded default."""
-        try:
-            return models_named_by_axes(axes.metadata, self.axes, self.generator or None, ())[0]
-        except ValueError as e:
-            raise cli.ConfigError("axes", str(e).removeprefix(f"{self.axes}: "),
-                                  self.axes) from None
+        return cli.models_for_axes(axes.metadata, self.axes, self.generator or None, ())[0]
 
     def validate(self):
         axes = cli.check_axes(self.axes, attributes=self.attributes, lock=self.lock)

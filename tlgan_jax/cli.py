@@ -44,7 +44,7 @@ from absl import flags, logging
 
 from tlgan_jax import extractors as _extractors
 from tlgan_jax import generators as _generators
-from tlgan_jax.axes import Axes
+from tlgan_jax.axes import Axes, models_named_by_axes
 from tlgan_jax.bench.throughput import PeerError
 from tlgan_jax.invert import PhotoError
 from tlgan_jax.store import ShardStoreError
@@ -207,6 +207,16 @@ def check_extractors(names: Sequence[str], field: str = "extractors") -> None:
             _extractors.check_name(name)
         except (ValueError, OSError) as e:
             raise ConfigError(field, str(e), tuple(names)) from None
+
+
+def models_for_axes(metadata: dict, path: str | None, generator: str | None = None,
+                    extractors: Sequence[str] | None = None) -> tuple[str, list[str]]:
+    """`axes.models_named_by_axes` for the axes file given with --axes, its refusal (a model
+    that reads a file, which only the user may name) a ConfigError on --axes."""
+    try:
+        return models_named_by_axes(metadata, path or "the default axes", generator, extractors)
+    except ValueError as e:
+        raise ConfigError("axes", str(e).removeprefix(f"{path}: "), path) from None
 
 
 def check_judges(judges: Sequence[str], field: str = "judges") -> None:

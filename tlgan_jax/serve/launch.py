@@ -93,12 +93,9 @@ class EditorConfig:
                 raise cli.UserError(f"the editor needs the 'ui' extra ({module} is missing): "
                                     f"pip install -e '.[ui]'")
         meta = cli.check_axes(self.axes).metadata if self.axes else {}
-        try:        # an axes file names only built-in models; files are the user's to name
-            generator, extractors = models_named_by_axes(
-                meta, self.axes, self.generator or None, list(self.extractors) or None)
-        except ValueError as e:
-            raise cli.ConfigError("axes", str(e).removeprefix(f"{self.axes}: "),
-                                  self.axes) from None
+        # an axes file names only built-in models; files are the user's to name
+        generator, extractors = cli.models_for_axes(meta, self.axes, self.generator or None,
+                                                    list(self.extractors) or None)
         cli.check_generator(generator)
         cli.check_extractors(extractors)
         cli.check_judges(self.judges)
