@@ -25,7 +25,7 @@ import collections
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Iterable, Sequence, cast
+from typing import Any, Iterable, Mapping, Sequence, cast
 
 import jax
 import jax.numpy as jnp
@@ -445,18 +445,21 @@ def _boundary_name(path) -> str:
 
 
 def orthogonal_to_others(axes: Axes, names: Sequence[str] | None = None,
-                         strict: bool = True) -> np.ndarray:
+                         strict: bool = True,
+                         exceptions: Mapping[str, Sequence[str]] | None = None) -> np.ndarray:
     """[d, len(names)] float32: each axis of `names` (default: all) with every OTHER axis
     locked (`locked_directions` in float64, the others in index order): its projection on
     their span removed, re-normalised. Other axes that repeat or depend on earlier ones add
     nothing to the span and are fine. An axis inside that span raises ValueError, or with
-    `strict=False` leaves its column NaN."""
+    `strict=False` leaves its column NaN. exceptions: axis -> axes it is NOT locked against
+    (e.g. a combined attribute and its sources, `combine.lock_exceptions`)."""
     names = tuple(axes.names if names is None else names)
     d = np.asarray(axes.directions, np.float64)
     out = np.full((d.shape[0], len(names)), np.nan, np.float32)
     for j, a in enumerate(names):
         i = axes.index(a)
-        cols = [c for c in range(d.shape[1]) if c != i] + [i]
+        free = set((exceptions or {}).get(a, ()))
+        cols = [c for c in range(d.shape[1]) if c != i and axes.names[c] not in free] + [i]
         moved, ok = locked_directions(d[:, cols], np.arange(len(cols)) < len(cols) - 1)
         if ok[-1]:
             out[:, j] = moved[:, -1]

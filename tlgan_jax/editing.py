@@ -322,12 +322,8 @@ def edit_report(label: Label, scored: Sequence[str], z: np.ndarray, axes: Axes,
     scored = tuple(scored)
     z = np.asarray(z, np.float32)
     y0 = label(z) if y0 is None else y0
-    if lock_others and lock_except:
-        dirs = np.stack([orthogonal_to_others(axes.select(
-            [b for b in axes.names if b == a or b not in set(lock_except.get(a, ()))]), [a])[:, 0]
-            for a in names], axis=1)
-    elif lock_others:
-        dirs = orthogonal_to_others(axes, names)
+    if lock_others:
+        dirs = orthogonal_to_others(axes, names, exceptions=lock_except)
     else:
         dirs = np.asarray(edit_directions(axes, names))
     y_plus, y_minus = scores_after_edits(label, z, dirs.T, step)
