@@ -163,6 +163,14 @@ def test_reader_refuses_malformed_manifests(tmp_path, weights, data, match):
         read_tfjs_weights(_manifest(tmp_path, weights, data))
 
 
+@pytest.mark.parametrize("text", [b"[" * 100000 + b"]" * 100000, b'[{"a": ' + b"9" * 5000 + b"}]",
+                                  b"\xff\xfe[]"])
+def test_reader_refuses_manifests_json_cannot_hold(tmp_path, text):
+    (tmp_path / "m.json").write_bytes(text)
+    with pytest.raises(TfjsFormatError, match="m.json: not a JSON weights manifest"):
+        read_tfjs_weights(tmp_path / "m.json")
+
+
 @pytest.mark.parametrize("path", ["../w.bin", "/etc/passwd", "sub/w.bin", "..", "missing.bin"])
 def test_reader_refuses_shards_outside_the_model_dir(tmp_path, path):
     d = tmp_path / "model"

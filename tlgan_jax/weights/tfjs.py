@@ -48,8 +48,9 @@ def _load_manifest(path: Path) -> list:
         _fail(str(path), f"manifest is {size} bytes, more than {MAX_MANIFEST_BYTES}")
     try:
         doc = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TfjsFormatError(f"{path}: not a JSON weights manifest ({e})") from e
+    except (ValueError, RecursionError) as e:     # bad UTF-8 / JSON, huge ints, deep nesting
+        raise TfjsFormatError(f"{path}: not a JSON weights manifest "
+                              f"({type(e).__name__})") from None
     if isinstance(doc, dict):
         doc = doc.get("weightsManifest")
     if not isinstance(doc, list) or not doc:
